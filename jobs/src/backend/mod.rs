@@ -1,0 +1,91 @@
+//! The storage contract: a backend stores and hands out jobs; every policy lives in the engine.
+
+pub(crate) mod pg;
+
+use crate::{Error, JobId};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// A claim on one fetched job, valid until its lease runs out.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    pub queue: Arc<str>,
+    pub id: JobId,
+    /// Which delivery this is; an outcome applies only while the job is still on this delivery,
+    /// so a late outcome never touches a job another processor has claimed since.
+    pub delivery: i32,
+}
+
+/// A job handed out by [`Backend::fetch`].
+pub(crate) struct Fetched {
+    pub lease: Lease,
+    /// The stored JSON, not yet decoded: decoding is the engine's job, so a bad one is dead-lettered.
+    pub payload: Value,
+    pub enqueued_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What became of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    /// Succeeded: remove the job.
+    Done,
+    /// Failed with attempts left: run it again after `delay`, recording the failure.
+    Retry {
+        delay: Duration,
+        retry_count: u32,
+        error: String,
+    },
+    /// Cannot or must not run again: keep it aside with its reason.
+    Dead {
+        error: String,
+        attempts: u32,
+        worker: Option<String>,
+    },
+    /// Not run (shutdown): make it available again at once.
+    Release,
+}
+
+/// One storage engine. Object-safe so the engine and the client hold any backend alike.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Creates the storage of these queues if missing.
+    fn prepare<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Stores jobs in one round trip; they become visible after `delay`.
+    fn push<'a>(
+        &'a self,
+        queue: &'a str,
+        payloads: Vec<Value>,
+        delay: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Vec<JobId>, Error>>;
+
+    /// Claims up to `max` ready jobs for `lease`, serving `queues` in the order given.
+    fn fetch<'a>(
+        &'a self,
+        queues: &'a [String],
+        max: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Fetched>, Error>>;
+
+    /// Records outcomes, batched.
+    fn complete<'a>(&'a self, batch: &'a [(Lease, Outcome)]) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Pushes the leases of running jobs forward.
+    fn extend<'a>(&'a self, leases: &'a [Lease], lease: Duration)
+        -> BoxFuture<'a, Result<(), Error>>;
+
+    /// How long until the earliest job in `queues` that is not ready yet becomes ready.
+    fn next_due<'a>(&'a self, queues: &'a [String])
+        -> BoxFuture<'a, Result<Option<Duration>, Error>>;
+
+    /// Wakes `wake` whenever a job may have been stored in `queues`, until `stop`.
+    fn listen(
+        &self,
+        queues: Vec<String>,
+        wake: Arc<Notify>,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, ()>;
+}

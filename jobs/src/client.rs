@@ -1,0 +1,370 @@
+//! `Jobs`: the connections, the state, the settings, and the process-wide default client.
+
+use crate::backend::pg::PgBackend;
+use crate::backend::Backend;
+use crate::context::StateMap;
+use crate::processor::{Processor, Settings};
+use crate::registry::Registry;
+use crate::{BackendKind, DeadLetters, Enqueuer, Envelope, Error, JobId, Worker};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+static DEFAULT: RwLock<Option<Jobs>> = RwLock::new(None);
+
+/// The most a queue name may have; pgmq's limit.
+const MAX_QUEUE_LEN: usize = 47;
+
+/// The jobs client: enqueues, runs the processors, and manages dead letters.
+///
+/// Cheap to clone. [`JobsBuilder::connect`] makes it the default that the generated
+/// `X::enqueue` helpers use.
+///
+/// ```no_run
+/// use jobs::{worker, Jobs, Pg};
+/// use tokio_util::sync::CancellationToken;
+///
+/// #[worker(enqueuer = Pg)]
+/// async fn ping(n: u64) -> anyhow::Result<()> { Ok(()) }
+///
+/// # async fn demo() -> anyhow::Result<()> {
+/// let jobs = Jobs::builder().postgres("postgres://localhost/app").connect().await?;
+/// Ping::enqueue(1).await?;
+/// jobs.run(CancellationToken::new()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backends: HashMap<BackendKind, Arc<dyn Backend>>,
+    pg: Option<Arc<PgBackend>>,
+    state: Arc<StateMap>,
+    /// The workers this client processes (all, or those on the builder's `queues`).
+    served: Registry,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("backends", &self.inner.backends.keys().collect::<Vec<_>>())
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and connects a [`Jobs`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), jobs::Error> {
+/// #[derive(Clone)]
+/// struct App;
+/// let jobs = jobs::Jobs::builder()
+///     .postgres("postgres://localhost/app")
+///     .state(App)
+///     .concurrency(32)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct JobsBuilder {
+    postgres_url: Option<String>,
+    postgres_pool: Option<PgPool>,
+    state: StateMap,
+    queues: Option<Vec<String>>,
+    settings: Settings,
+}
+
+impl Jobs {
+    /// Starts configuring a client.
+    pub fn builder() -> JobsBuilder {
+        JobsBuilder {
+            postgres_url: None,
+            postgres_pool: None,
+            state: StateMap::default(),
+            queues: None,
+            settings: Settings::default(),
+        }
+    }
+
+    /// The default client: the one connected last.
+    pub fn current() -> Result<Self, Error> {
+        DEFAULT
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(Error::NotConnected)
+    }
+
+    /// Makes this client the default for the generated enqueue helpers.
+    pub fn make_default(&self) {
+        *DEFAULT
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.clone());
+    }
+
+    pub(crate) fn backend(&self, kind: BackendKind) -> Result<&Arc<dyn Backend>, Error> {
+        self.inner
+            .backends
+            .get(&kind)
+            .ok_or(Error::BackendNotConfigured {
+                worker: String::new(),
+                backend: kind,
+                method: kind.builder_method(),
+            })
+    }
+
+    fn backend_for<W: Worker>(&self) -> Result<&Arc<dyn Backend>, Error> {
+        let kind = <W::Enqueuer as Enqueuer>::BACKEND;
+        self.inner
+            .backends
+            .get(&kind)
+            .ok_or_else(|| Error::BackendNotConfigured {
+                worker: W::NAME.to_owned(),
+                backend: kind,
+                method: kind.builder_method(),
+            })
+    }
+
+    pub(crate) fn state(&self) -> Arc<StateMap> {
+        self.inner.state.clone()
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The pool of the Postgres backend, if configured.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        self.inner.pg.as_deref().map(PgBackend::pool)
+    }
+
+    /// Enqueues one job of worker `W` now.
+    pub async fn enqueue<W: Worker>(&self, args: W::Args) -> Result<JobId, Error> {
+        let mut ids = self.push::<W>(vec![payload::<W>(args)?], None).await?;
+        ids.pop().ok_or(Error::Postgres(sqlx::Error::RowNotFound))
+    }
+
+    /// Enqueues one job of worker `W` to run once `delay` has passed.
+    pub async fn enqueue_in<W: Worker>(&self, delay: Duration, args: W::Args) -> Result<JobId, Error> {
+        let mut ids = self
+            .push::<W>(vec![payload::<W>(args)?], Some(delay))
+            .await?;
+        ids.pop().ok_or(Error::Postgres(sqlx::Error::RowNotFound))
+    }
+
+    /// Enqueues many jobs of worker `W` in one round trip.
+    pub async fn enqueue_batch<W: Worker>(
+        &self,
+        args: impl IntoIterator<Item = W::Args>,
+    ) -> Result<Vec<JobId>, Error> {
+        let payloads = args
+            .into_iter()
+            .map(payload::<W>)
+            .collect::<Result<Vec<_>, _>>()?;
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.push::<W>(payloads, None).await
+    }
+
+    async fn push<W: Worker>(
+        &self,
+        payloads: Vec<serde_json::Value>,
+        delay: Option<Duration>,
+    ) -> Result<Vec<JobId>, Error> {
+        self.backend_for::<W>()?
+            .push(W::CONFIG.queue, payloads, delay)
+            .await
+    }
+
+    /// Runs a processor for each configured backend that has workers, until `shutdown` is
+    /// cancelled and the running jobs have finished or been released.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut kinds: Vec<BackendKind> = self.inner.served.iter().map(|r| r.backend).collect();
+        kinds.sort();
+        kinds.dedup();
+        if kinds.is_empty() {
+            return Err(Error::NoWorkers(BackendKind::Pg));
+        }
+        let processors = kinds
+            .into_iter()
+            .map(|kind| {
+                let mut registry = self.inner.served.clone();
+                registry.retain(|r| r.backend == kind);
+                Processor::new(self, kind, registry, self.inner.settings.clone())
+                    .map(|p| p.run(shutdown.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        futures_util::future::try_join_all(processors).await?;
+        Ok(())
+    }
+
+    /// The dead letters of the Postgres backend.
+    pub fn dead_letters(&self) -> Result<DeadLetters, Error> {
+        let pg = self.inner.pg.as_ref().ok_or(Error::BackendNotConfigured {
+            worker: String::new(),
+            backend: BackendKind::Pg,
+            method: BackendKind::Pg.builder_method(),
+        })?;
+        Ok(DeadLetters::new(pg.pool().clone()))
+    }
+}
+
+/// The stored JSON of one job of `W`.
+pub(crate) fn payload<W: Worker>(args: W::Args) -> Result<serde_json::Value, Error> {
+    let args = serde_json::to_value(args).map_err(Error::Serialize)?;
+    serde_json::to_value(Envelope::new(W::NAME, args)).map_err(Error::Serialize)
+}
+
+/// Checks a queue name against what every backend can store.
+pub(crate) fn check_queue(queue: &str) -> Result<(), Error> {
+    let valid = !queue.is_empty()
+        && queue.len() <= MAX_QUEUE_LEN
+        && queue
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidQueue(queue.to_owned()))
+    }
+}
+
+impl JobsBuilder {
+    /// Uses PostgreSQL at `url` (a pool of 10 connections).
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.postgres_url = Some(url.into());
+        self
+    }
+
+    /// Uses PostgreSQL through the caller's pool.
+    pub fn postgres_pool(mut self, pool: PgPool) -> Self {
+        self.postgres_pool = Some(pool);
+        self
+    }
+
+    /// Adds application state, given to handlers that take `State<S>`. One value per type.
+    pub fn state<S: Clone + Send + Sync + 'static>(mut self, state: S) -> Self {
+        self.state.insert(state);
+        self
+    }
+
+    /// Processes only the workers of these queues (by default, every worker's queue).
+    pub fn queues<Q: Into<String>>(mut self, queues: impl IntoIterator<Item = Q>) -> Self {
+        self.queues = Some(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How many jobs each processor runs at once (default 16).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.settings.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// How long a fetched job stays claimed without news from its processor (default 30 s);
+    /// running jobs have their lease extended, so this bounds how late a crashed processor's
+    /// jobs run again, not how long a job may take.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How long shutdown waits for running jobs before releasing them (default 25 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The longest an idle processor sleeps before looking for work without being woken
+    /// (default 5 s). Notifications and the time of the next scheduled job wake it sooner.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.settings.poll_interval = interval;
+        self
+    }
+
+    /// Retries and backoff base for jobs naming a worker this program does not know
+    /// (default 25 retries, 1 s): a newer deploy may know it.
+    pub fn unknown_worker_retries(mut self, max_retries: u32, retry_delay: Duration) -> Self {
+        self.settings.unknown_worker = crate::WorkerConfig::DEFAULT
+            .max_retries(max_retries)
+            .retry_delay(retry_delay);
+        self
+    }
+
+    /// Connects, checks the workers, installs pgmq's SQL, creates the queues, and becomes the
+    /// default client.
+    pub async fn connect(self) -> Result<Jobs, Error> {
+        let registry = Registry::discovered()?;
+        let mut served = registry.clone();
+        if let Some(queues) = &self.queues {
+            for queue in queues {
+                check_queue(queue)?;
+            }
+            served.retain(|r| queues.iter().any(|q| q == r.config.queue));
+        }
+
+        let pg_pool = match (self.postgres_pool, self.postgres_url) {
+            (Some(pool), _) => Some(pool),
+            (None, Some(url)) => Some(PgPoolOptions::new().max_connections(10).connect(&url).await?),
+            (None, None) => None,
+        };
+        let pg = match pg_pool {
+            Some(pool) => Some(Arc::new(PgBackend::new(pool).await)),
+            None => None,
+        };
+        let mut backends: HashMap<BackendKind, Arc<dyn Backend>> = HashMap::new();
+        if let Some(pg) = &pg {
+            backends.insert(BackendKind::Pg, pg.clone());
+        }
+
+        for registration in served.iter() {
+            check_queue(registration.config.queue)?;
+            if !backends.contains_key(&registration.backend) {
+                return Err(Error::BackendNotConfigured {
+                    worker: registration.name.to_owned(),
+                    backend: registration.backend,
+                    method: registration.backend.builder_method(),
+                });
+            }
+            let mut needs = Vec::new();
+            (registration.requirements)(&mut needs);
+            if let Some(missing) = needs.iter().find(|n| !self.state.contains(n.type_id)) {
+                return Err(Error::MissingState {
+                    worker: registration.name.to_owned(),
+                    state: missing.type_name,
+                });
+            }
+        }
+
+        for (kind, backend) in &backends {
+            let mut queues: Vec<String> = registry
+                .iter()
+                .filter(|r| r.backend == *kind && check_queue(r.config.queue).is_ok())
+                .map(|r| r.config.queue.to_owned())
+                .chain(self.queues.iter().flatten().cloned())
+                .collect();
+            queues.sort();
+            queues.dedup();
+            backend.prepare(&queues).await?;
+        }
+
+        let jobs = Jobs {
+            inner: Arc::new(Inner {
+                backends,
+                pg,
+                state: Arc::new(self.state),
+                served,
+                settings: self.settings,
+            }),
+        };
+        jobs.make_default();
+        Ok(jobs)
+    }
+}

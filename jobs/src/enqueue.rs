@@ -1,0 +1,147 @@
+//! Enqueuing: the backend markers, job ids, and the helpers every worker gets.
+
+use crate::{Error, Jobs, Worker};
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+/// The storage a worker's jobs go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// PostgreSQL through pgmq.
+    Pg,
+}
+
+impl BackendKind {
+    /// The builder method that configures this backend.
+    pub(crate) fn builder_method(self) -> &'static str {
+        match self {
+            Self::Pg => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pg => "Pg",
+        })
+    }
+}
+
+/// A backend that a worker can name as its `Enqueuer`.
+///
+/// ```
+/// use jobs::{BackendKind, Enqueuer, Pg};
+/// assert_eq!(<Pg as Enqueuer>::BACKEND, BackendKind::Pg);
+/// ```
+pub trait Enqueuer: Send + Sync + 'static {
+    /// Which backend this is.
+    const BACKEND: BackendKind;
+}
+
+/// The PostgreSQL backend: jobs are pgmq messages. Use as `#[worker(enqueuer = Pg)]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Pg;
+
+impl Enqueuer for Pg {
+    const BACKEND: BackendKind = BackendKind::Pg;
+}
+
+/// The id a backend gave a job (a pgmq `msg_id` for Postgres).
+///
+/// ```
+/// let id = jobs::JobId::from(42);
+/// assert_eq!(id.to_string(), "42");
+/// assert_eq!(id.as_i64(), Some(42));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobId(i64);
+
+impl JobId {
+    /// The numeric id.
+    pub fn as_i64(&self) -> Option<i64> {
+        Some(self.0)
+    }
+}
+
+impl From<i64> for JobId {
+    fn from(id: i64) -> Self {
+        Self(id)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A connection that can enqueue inside its open transaction for backend `E`: for Postgres,
+/// `&mut PgConnection` (write `&mut *tx` for a `sqlx::Transaction`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot enqueue transactionally for backend `{E}`",
+    label = "pass `&mut *tx` of a transaction of this worker's backend"
+)]
+pub trait EnqueueTx<E: Enqueuer>: Send {
+    /// Sends `payloads` to `queue` on this connection.
+    fn push_tx(
+        self,
+        queue: &str,
+        payloads: Vec<serde_json::Value>,
+    ) -> impl Future<Output = Result<Vec<JobId>, Error>> + Send;
+}
+
+/// The enqueue helpers, for every [`Worker`]. `#[worker]` also writes them as inherent
+/// functions, so generated workers need no import; hand-written ones `use jobs::Enqueue`.
+///
+/// They enqueue through the default [`Jobs`] (the one connected last).
+///
+/// ```no_run
+/// use jobs::{Enqueue, Pg, Worker, JobContext, BoxError};
+/// # struct Resize;
+/// # impl Worker for Resize {
+/// #     type Args = String; type Enqueuer = Pg; const NAME: &'static str = "Resize";
+/// #     async fn handle(_: String, _: JobContext) -> Result<(), BoxError> { Ok(()) }
+/// # }
+/// # async fn demo() -> Result<(), jobs::Error> {
+/// let id = Resize::enqueue("cat.png".to_owned()).await?;
+/// # Ok(()) }
+/// ```
+pub trait Enqueue: Worker {
+    /// Enqueues one job now.
+    fn enqueue(args: Self::Args) -> impl Future<Output = Result<JobId, Error>> + Send {
+        async move { Jobs::current()?.enqueue::<Self>(args).await }
+    }
+
+    /// Enqueues one job to run once `delay` has passed.
+    fn enqueue_in(
+        delay: Duration,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<JobId, Error>> + Send {
+        async move { Jobs::current()?.enqueue_in::<Self>(delay, args).await }
+    }
+
+    /// Enqueues many jobs in one round trip.
+    fn enqueue_batch(
+        args: impl IntoIterator<Item = Self::Args>,
+    ) -> impl Future<Output = Result<Vec<JobId>, Error>> + Send {
+        let args: Vec<_> = args.into_iter().collect();
+        async move { Jobs::current()?.enqueue_batch::<Self>(args).await }
+    }
+
+    /// Enqueues one job inside the caller's open transaction.
+    fn enqueue_tx<C: EnqueueTx<Self::Enqueuer>>(
+        conn: C,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<JobId, Error>> + Send {
+        let payload = crate::client::payload::<Self>(args);
+        async move {
+            let ids = conn.push_tx(Self::CONFIG.queue, vec![payload?]).await?;
+            ids.into_iter().next().ok_or(Error::Postgres(sqlx::Error::RowNotFound))
+        }
+    }
+}
+
+impl<W: Worker> Enqueue for W {}

@@ -1,0 +1,67 @@
+//! The errors of the public API.
+
+use crate::BackendKind;
+
+/// What a handler returns on failure: any error, boxed. `anyhow::Error` and every
+/// `std::error::Error + Send + Sync` convert into it with `?`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from configuring, connecting, enqueuing or running.
+///
+/// ```
+/// let err = jobs::Error::NotConnected;
+/// assert!(err.to_string().contains("connect"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A generated `enqueue` helper ran before any [`Jobs`](crate::Jobs) was connected.
+    #[error("no jobs client is connected: call `Jobs::builder()...connect().await` first")]
+    NotConnected,
+    /// A worker's backend was not configured on the builder.
+    #[error("worker `{worker}` uses the {backend} backend, which is not configured: call `.{method}(…)` on `Jobs::builder()`")]
+    BackendNotConfigured {
+        /// The worker's name.
+        worker: String,
+        /// The backend it names.
+        backend: BackendKind,
+        /// The builder method that configures it.
+        method: &'static str,
+    },
+    /// Two workers were registered under one job name.
+    #[error("two workers are named `{name}`: {first} and {second}; give one a distinct `name = \"…\"`")]
+    DuplicateWorker {
+        /// The shared name.
+        name: String,
+        /// Where the first is defined.
+        first: String,
+        /// Where the second is defined.
+        second: String,
+    },
+    /// A worker asks for `State<S>` but no `S` was given to the builder.
+    #[error("worker `{worker}` needs state `{state}`, which was not provided: call `.state(…)` with a value of that type on `Jobs::builder()`")]
+    MissingState {
+        /// The worker's name.
+        worker: String,
+        /// The state type's name.
+        state: &'static str,
+    },
+    /// A processor was started with no worker to run.
+    #[error("the {0} processor has no workers: define one with #[worker] or register one by hand")]
+    NoWorkers(BackendKind),
+    /// A queue name that the backends cannot store.
+    #[error("invalid queue name {0:?}: use 1 to 47 lowercase letters, digits or underscores")]
+    InvalidQueue(String),
+    /// The args could not be turned into JSON.
+    #[error("could not serialize the job's args: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// A database error from PostgreSQL.
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    /// An error from the pgmq client.
+    #[error("pgmq: {0}")]
+    Pgmq(#[from] pgmq::PgmqError),
+    /// A dead letter that does not exist (any more).
+    #[error("no dead letter with id {0}")]
+    DeadLetterNotFound(i64),
+}

@@ -1,0 +1,464 @@
+//! The one engine every backend runs on: fetch up to the free slots, run each job under its
+//! timeout with panics caught, record outcomes in batches, keep leases alive, shut down cleanly.
+
+use crate::backend::{Backend, Fetched, Lease, Outcome};
+use crate::context::StateMap;
+use crate::registry::{Registration, Registry, RunError};
+use crate::{backoff, BackendKind, Envelope, Error, JobContext, JobInfo, Jobs, Worker, WorkerConfig};
+use futures_util::FutureExt;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The most outcomes recorded in one backend call.
+const COMPLETE_BATCH: usize = 1000;
+/// The longest pause after a backend error before trying again.
+const MAX_ERROR_PAUSE: Duration = Duration::from_secs(5);
+
+/// How a processor runs; set on [`JobsBuilder`](crate::JobsBuilder).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub shutdown_timeout: Duration,
+    pub poll_interval: Duration,
+    pub unknown_worker: WorkerConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            lease: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(25),
+            poll_interval: Duration::from_secs(5),
+            unknown_worker: WorkerConfig::DEFAULT,
+        }
+    }
+}
+
+/// Builds a Postgres processor by hand, with the workers named here only.
+///
+/// ```no_run
+/// use jobs::{BoxError, JobContext, Jobs, Pg, PgProcessor, Worker};
+/// use tokio_util::sync::CancellationToken;
+///
+/// struct Resize;
+/// impl Worker for Resize {
+///     type Args = String;
+///     type Enqueuer = Pg;
+///     const NAME: &'static str = "Resize";
+///     async fn handle(path: String, _: JobContext) -> Result<(), BoxError> { Ok(()) }
+/// }
+///
+/// # async fn demo(jobs: Jobs) -> Result<(), jobs::Error> {
+/// let processor = PgProcessor::builder(&jobs).register::<Resize>().concurrency(8).build()?;
+/// processor.run(CancellationToken::new()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct PgProcessor;
+
+impl PgProcessor {
+    /// Starts a processor of the Postgres backend.
+    pub fn builder(jobs: &Jobs) -> ProcessorBuilder {
+        ProcessorBuilder {
+            jobs: jobs.clone(),
+            kind: BackendKind::Pg,
+            registry: Ok(Registry::default()),
+            settings: jobs.settings().clone(),
+        }
+    }
+}
+
+/// A processor being configured; see [`PgProcessor::builder`].
+#[must_use]
+pub struct ProcessorBuilder {
+    jobs: Jobs,
+    kind: BackendKind,
+    registry: Result<Registry, Error>,
+    settings: Settings,
+}
+
+impl ProcessorBuilder {
+    /// Runs jobs of `W` (whatever its `Enqueuer`: a worker that moved backends can be
+    /// registered with its old one until that is drained).
+    pub fn register<W: Worker>(mut self) -> Self {
+        if let Ok(registry) = &mut self.registry {
+            if let Err(err) = registry.add(Registration::of::<W>(file!(), line!())) {
+                self.registry = Err(err);
+            }
+        }
+        self
+    }
+
+    /// How many jobs run at once.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.settings.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Checks the workers and builds the processor.
+    pub fn build(self) -> Result<Processor, Error> {
+        Processor::new(&self.jobs, self.kind, self.registry?, self.settings)
+    }
+}
+
+/// A running engine over one backend. Built by [`Jobs::run`] or a processor builder.
+pub struct Processor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    backend: Arc<dyn Backend>,
+    registry: Registry,
+    queues: Vec<String>,
+    state: Arc<StateMap>,
+    settings: Settings,
+    /// Leases of the jobs running now, for the lease keeper and for release at shutdown.
+    running: Mutex<HashMap<u64, Lease>>,
+}
+
+impl Processor {
+    pub(crate) fn new(
+        jobs: &Jobs,
+        kind: BackendKind,
+        registry: Registry,
+        settings: Settings,
+    ) -> Result<Self, Error> {
+        if registry.is_empty() {
+            return Err(Error::NoWorkers(kind));
+        }
+        let state = jobs.state();
+        for registration in registry.iter() {
+            crate::client::check_queue(registration.config.queue)?;
+            let mut needs = Vec::new();
+            (registration.requirements)(&mut needs);
+            if let Some(missing) = needs.iter().find(|n| !state.contains(n.type_id)) {
+                return Err(Error::MissingState {
+                    worker: registration.name.to_owned(),
+                    state: missing.type_name,
+                });
+            }
+        }
+        let queues = registry.queues();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                backend: jobs.backend(kind)?.clone(),
+                registry,
+                queues,
+                state,
+                settings,
+                running: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Processes jobs until `shutdown` is cancelled; then stops fetching, waits for running
+    /// jobs up to the shutdown timeout, and releases the rest so they run again at once.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let shared = self.shared;
+        shared.backend.prepare(&shared.queues).await?;
+        let (outcomes, outcome_rx) = mpsc::unbounded_channel();
+        let stop_helpers = CancellationToken::new();
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(shared.backend.listen(
+            shared.queues.clone(),
+            wake.clone(),
+            stop_helpers.clone(),
+        ));
+        let completer = tokio::spawn(complete(shared.backend.clone(), outcome_rx));
+        let keeper = tokio::spawn(keep_leases(shared.clone(), stop_helpers.clone()));
+
+        let mut tasks = fetch_loop(&shared, &shutdown, &wake, &outcomes).await;
+
+        let drained = tokio::time::timeout(shared.settings.shutdown_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                running = tasks.len(),
+                "shutdown timeout reached; releasing the jobs still running"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        let unfinished: Vec<Lease> = shared
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, lease)| lease)
+            .collect();
+        for lease in unfinished {
+            let _ = outcomes.send((lease, Outcome::Release));
+        }
+        drop(outcomes);
+        if tokio::time::timeout(shared.settings.shutdown_timeout, completer)
+            .await
+            .is_err()
+        {
+            tracing::error!("could not record every outcome before shutdown; those jobs run again when their lease ends");
+        }
+        stop_helpers.cancel();
+        let _ = listener.await;
+        let _ = keeper.await;
+        Ok(())
+    }
+}
+
+/// Fetches and starts jobs until `shutdown`; returns the jobs still running.
+async fn fetch_loop(
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+    wake: &Notify,
+    outcomes: &mpsc::UnboundedSender<(Lease, Outcome)>,
+) -> JoinSet<()> {
+    let slots = Arc::new(Semaphore::new(shared.settings.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut queues = shared.queues.clone();
+    let mut next_key = 0u64;
+    let mut errors = 0u32;
+    loop {
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit,
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(first) = first else { break };
+        while tasks.try_join_next().is_some() {}
+        let free = slots.available_permits() + 1;
+        // Not raced against shutdown: a fetch dropped mid-flight would leave its jobs claimed.
+        let fetched = match shared
+            .backend
+            .fetch(&queues, free, shared.settings.lease)
+            .await
+        {
+            Ok(fetched) => {
+                errors = 0;
+                fetched
+            }
+            Err(err) => {
+                errors += 1;
+                let pause = backoff(Duration::from_millis(100), errors).min(MAX_ERROR_PAUSE);
+                tracing::warn!(error = %err, retry_in = ?pause, "fetching jobs failed");
+                drop(first);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+        };
+        if fetched.is_empty() {
+            drop(first);
+            idle(shared, &queues, shutdown, wake).await;
+            continue;
+        }
+        // Serve queues round-robin: the next fetch starts with the next queue.
+        queues.rotate_left(1);
+        let mut permit = Some(first);
+        for job in fetched {
+            let permit = match permit.take() {
+                Some(permit) => permit,
+                None => match slots.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            next_key += 1;
+            shared
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(next_key, job.lease.clone());
+            tasks.spawn(run_job(
+                shared.clone(),
+                job,
+                next_key,
+                permit,
+                outcomes.clone(),
+            ));
+        }
+    }
+    tasks
+}
+
+/// Sleeps until woken, the next scheduled job is due, the poll interval ends, or shutdown.
+async fn idle(shared: &Shared, queues: &[String], shutdown: &CancellationToken, wake: &Notify) {
+    let mut pause = shared.settings.poll_interval;
+    match shared.backend.next_due(queues).await {
+        Ok(Some(due)) => pause = pause.min(due),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "reading the next due time failed"),
+    }
+    tokio::select! {
+        () = wake.notified() => {}
+        () = tokio::time::sleep(pause) => {}
+        () = shutdown.cancelled() => {}
+    }
+}
+
+async fn run_job(
+    shared: Arc<Shared>,
+    job: Fetched,
+    key: u64,
+    permit: OwnedSemaphorePermit,
+    outcomes: mpsc::UnboundedSender<(Lease, Outcome)>,
+) {
+    let outcome = execute(&shared, &job).await;
+    // Removal and send happen together (no await between), so shutdown either sees the job as
+    // running and releases it, or sees its outcome queued: never both, never neither.
+    let mut running = shared.running.lock().unwrap_or_else(PoisonError::into_inner);
+    running.remove(&key);
+    let _ = outcomes.send((job.lease, outcome));
+    drop(running);
+    drop(permit);
+}
+
+/// Runs one job and decides what becomes of it.
+async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
+    let envelope: Envelope = match serde_json::from_value(job.payload.clone()) {
+        Ok(envelope) => envelope,
+        Err(err) => {
+            let error = format!("invalid job envelope: {err}");
+            tracing::error!(queue = %job.lease.queue, job = %job.lease.id, %error, "dead-lettering job");
+            return Outcome::Dead {
+                error,
+                attempts: u32::try_from(job.lease.delivery).unwrap_or(0),
+                worker: None,
+            };
+        }
+    };
+    let Some(registration) = shared.registry.get(&envelope.worker) else {
+        let error = format!("unknown worker `{}`", envelope.worker);
+        return failed(&shared.settings.unknown_worker, job, &envelope, error);
+    };
+    let info = JobInfo {
+        id: job.lease.id.clone(),
+        worker: envelope.worker.clone(),
+        queue: job.lease.queue.to_string(),
+        attempt: envelope.retry_count.saturating_add(1),
+        enqueued_at: envelope.enqueued_at.or(Some(job.enqueued_at)),
+    };
+    let ctx = JobContext::new(info, shared.state.clone());
+    let run = AssertUnwindSafe((registration.handler)(envelope.args.clone(), ctx)).catch_unwind();
+    let result = match registration.config.timeout {
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(result) => result,
+            Err(_) => {
+                let error = format!("timed out after {limit:?}");
+                return failed(&registration.config, job, &envelope, error);
+            }
+        },
+        None => run.await,
+    };
+    match result {
+        Ok(Ok(())) => Outcome::Done,
+        Ok(Err(RunError::Args(err))) => {
+            let error = format!("invalid args for `{}`: {err}", envelope.worker);
+            tracing::error!(queue = %job.lease.queue, job = %job.lease.id, %error, "dead-lettering job");
+            Outcome::Dead {
+                error,
+                attempts: envelope.retry_count.saturating_add(1),
+                worker: Some(envelope.worker),
+            }
+        }
+        Ok(Err(RunError::Failed(err))) => {
+            failed(&registration.config, job, &envelope, error_chain(err.as_ref()))
+        }
+        Err(panic) => {
+            let error = format!("panicked: {}", panic_message(panic.as_ref()));
+            failed(&registration.config, job, &envelope, error)
+        }
+    }
+}
+
+/// A failed run: retry after backoff while retries remain, then dead letter.
+fn failed(config: &WorkerConfig, job: &Fetched, envelope: &Envelope, error: String) -> Outcome {
+    let retry_count = envelope.retry_count;
+    if retry_count < config.max_retries {
+        let delay = backoff(config.retry_delay, retry_count);
+        tracing::warn!(
+            queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker,
+            attempt = retry_count + 1, retry_in = ?delay, %error, "job failed; retrying"
+        );
+        Outcome::Retry {
+            delay,
+            retry_count: retry_count + 1,
+            error,
+        }
+    } else {
+        tracing::error!(
+            queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker,
+            attempts = retry_count + 1, %error, "job failed; retries exhausted, dead-lettering"
+        );
+        Outcome::Dead {
+            error,
+            attempts: retry_count.saturating_add(1),
+            worker: Some(envelope.worker.clone()),
+        }
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string panic payload")
+}
+
+/// Records outcomes in batches, retrying the backend until it takes them.
+async fn complete(backend: Arc<dyn Backend>, mut outcomes: mpsc::UnboundedReceiver<(Lease, Outcome)>) {
+    let mut batch = Vec::with_capacity(COMPLETE_BATCH);
+    while outcomes.recv_many(&mut batch, COMPLETE_BATCH).await > 0 {
+        let mut errors = 0;
+        while let Err(err) = backend.complete(&batch).await {
+            errors += 1;
+            let pause = backoff(Duration::from_millis(100), errors).min(MAX_ERROR_PAUSE);
+            tracing::warn!(error = %err, jobs = batch.len(), retry_in = ?pause, "recording outcomes failed");
+            tokio::time::sleep(pause).await;
+        }
+        batch.clear();
+    }
+}
+
+/// Extends the leases of running jobs every third of a lease.
+async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
+    let every = shared.settings.lease / 3;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        let leases: Vec<Lease> = shared
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        if leases.is_empty() {
+            continue;
+        }
+        if let Err(err) = shared.backend.extend(&leases, shared.settings.lease).await {
+            tracing::warn!(error = %err, jobs = leases.len(), "extending leases failed");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian machine: installs and starts PostgreSQL and Redis when they
+# are missing (honouring DATABASE_URL and REDIS_URL when set), then the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+ensure_postgres
+ensure_redis
+echo "DATABASE_URL=$(redact "$DATABASE_URL")  REDIS_URL=$(redact "$REDIS_URL")"
+cargo test --workspace --locked "$@"
