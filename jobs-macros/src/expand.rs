@@ -46,8 +46,11 @@ pub fn expand(model: &Model) -> TokenStream {
         syn::ReturnType::Type(_, ty) => ty.span(),
         syn::ReturnType::Default => fn_ident.span(),
     };
-    let into_result = quote_spanned!(output_span=> ::jobs::__private::into_result);
-    let doc = format!("The worker `#[worker]` generated from [`{fn_ident}`]: job name `{name}`, queue `{queue}`.");
+    // Spanned at the return type, so an error type that does not convert points there.
+    let into_result = quote_spanned!(output_span=> ::jobs::__private::into_result(__result));
+    let doc = format!(
+        "The worker `#[worker]` generated from [`{fn_ident}`]: job name `{name}`, queue `{queue}`."
+    );
 
     quote! {
         #item
@@ -75,7 +78,8 @@ pub fn expand(model: &Model) -> TokenStream {
                    + ::core::marker::Send {
                 async move {
                     #(#extract)*
-                    #into_result(#fn_ident(__args #(, #vars)*).await)
+                    let __result = #fn_ident(__args #(, #vars)*).await;
+                    #into_result
                 }
             }
         }

@@ -134,7 +134,10 @@ fn duration_ms(lit: &LitStr) -> syn::Result<u64> {
     let duration = humantime::parse_duration(&lit.value()).map_err(|err| {
         syn::Error::new(
             lit.span(),
-            format!("invalid duration {:?}: {err} (write e.g. \"50ms\", \"2s\", \"5m\")", lit.value()),
+            format!(
+                "invalid duration {:?}: {err} (write e.g. \"50ms\", \"2s\", \"5m\")",
+                lit.value()
+            ),
         )
     })?;
     u64::try_from(duration.as_millis())
@@ -151,13 +154,22 @@ fn check_signature(item: &ItemFn) -> syn::Result<(Type, Vec<Type>)> {
         ));
     }
     if let Some(constness) = &sig.constness {
-        return Err(syn::Error::new(constness.span(), "a worker fn cannot be `const`"));
+        return Err(syn::Error::new(
+            constness.span(),
+            "a worker fn cannot be `const`",
+        ));
     }
     if let Some(unsafety) = &sig.unsafety {
-        return Err(syn::Error::new(unsafety.span(), "a worker fn cannot be `unsafe`"));
+        return Err(syn::Error::new(
+            unsafety.span(),
+            "a worker fn cannot be `unsafe`",
+        ));
     }
     if let Some(variadic) = &sig.variadic {
-        return Err(syn::Error::new(variadic.span(), "a worker fn cannot be variadic"));
+        return Err(syn::Error::new(
+            variadic.span(),
+            "a worker fn cannot be variadic",
+        ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new(
@@ -191,7 +203,8 @@ fn check_signature(item: &ItemFn) -> syn::Result<(Type, Vec<Type>)> {
 
 /// The return type must be `Result<(), E>` (any `Result` alias, such as `anyhow::Result<()>`).
 fn check_return(output: &ReturnType, fn_span: Span) -> syn::Result<()> {
-    const EXPECTED: &str = "a worker fn must return `Result<(), E>` (E: std::error::Error or anyhow::Error)";
+    const EXPECTED: &str =
+        "a worker fn must return `Result<(), E>` (E: std::error::Error or anyhow::Error)";
     let ty = match output {
         ReturnType::Default => return Err(syn::Error::new(fn_span, EXPECTED)),
         ReturnType::Type(_, ty) => ty,

@@ -152,7 +152,11 @@ impl Jobs {
     }
 
     /// Enqueues one job of worker `W` to run once `delay` has passed.
-    pub async fn enqueue_in<W: Worker>(&self, delay: Duration, args: W::Args) -> Result<JobId, Error> {
+    pub async fn enqueue_in<W: Worker>(
+        &self,
+        delay: Duration,
+        args: W::Args,
+    ) -> Result<JobId, Error> {
         let mut ids = self
             .push::<W>(vec![payload::<W>(args)?], Some(delay))
             .await?;
@@ -312,7 +316,12 @@ impl JobsBuilder {
 
         let pg_pool = match (self.postgres_pool, self.postgres_url) {
             (Some(pool), _) => Some(pool),
-            (None, Some(url)) => Some(PgPoolOptions::new().max_connections(10).connect(&url).await?),
+            (None, Some(url)) => Some(
+                PgPoolOptions::new()
+                    .max_connections(10)
+                    .connect(&url)
+                    .await?,
+            ),
             (None, None) => None,
         };
         let pg = match pg_pool {

@@ -64,12 +64,11 @@ impl DeadLetters {
     /// Puts a dead job back on its queue with a fresh retry budget; returns its new id.
     pub async fn retry(&self, id: i64) -> Result<JobId, Error> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(String, Option<Value>)> = sqlx::query_as(
-            "DELETE FROM jobs.dead_letters WHERE id = $1 RETURNING queue, message",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row: Option<(String, Option<Value>)> =
+            sqlx::query_as("DELETE FROM jobs.dead_letters WHERE id = $1 RETURNING queue, message")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let (queue, message) = row.ok_or(Error::DeadLetterNotFound(id))?;
         let message = match message {
             Some(Value::Object(mut fields)) => {

@@ -139,7 +139,9 @@ pub trait Enqueue: Worker {
         let payload = crate::client::payload::<Self>(args);
         async move {
             let ids = conn.push_tx(Self::CONFIG.queue, vec![payload?]).await?;
-            ids.into_iter().next().ok_or(Error::Postgres(sqlx::Error::RowNotFound))
+            ids.into_iter()
+                .next()
+                .ok_or(Error::Postgres(sqlx::Error::RowNotFound))
         }
     }
 }

@@ -29,7 +29,9 @@ pub enum Error {
         method: &'static str,
     },
     /// Two workers were registered under one job name.
-    #[error("two workers are named `{name}`: {first} and {second}; give one a distinct `name = \"…\"`")]
+    #[error(
+        "two workers are named `{name}`: {first} and {second}; give one a distinct `name = \"…\"`"
+    )]
     DuplicateWorker {
         /// The shared name.
         name: String,

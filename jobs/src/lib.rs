@@ -93,7 +93,9 @@ pub mod __private {
     pub use inventory;
 
     /// Boxes a handler's error, whatever its type.
-    pub fn into_result<E: Into<crate::BoxError>>(result: Result<(), E>) -> Result<(), crate::BoxError> {
+    pub fn into_result<E: Into<crate::BoxError>>(
+        result: Result<(), E>,
+    ) -> Result<(), crate::BoxError> {
         result.map_err(Into::into)
     }
 }

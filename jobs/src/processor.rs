@@ -4,7 +4,9 @@
 use crate::backend::{Backend, Fetched, Lease, Outcome};
 use crate::context::StateMap;
 use crate::registry::{Registration, Registry, RunError};
-use crate::{backoff, BackendKind, Envelope, Error, JobContext, JobInfo, Jobs, Worker, WorkerConfig};
+use crate::{
+    backoff, BackendKind, Envelope, Error, JobContext, JobInfo, Jobs, Worker, WorkerConfig,
+};
 use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -313,7 +315,10 @@ async fn run_job(
     let outcome = execute(&shared, &job).await;
     // Removal and send happen together (no await between), so shutdown either sees the job as
     // running and releases it, or sees its outcome queued: never both, never neither.
-    let mut running = shared.running.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut running = shared
+        .running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     running.remove(&key);
     let _ = outcomes.send((job.lease, outcome));
     drop(running);
@@ -368,9 +373,12 @@ async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
                 worker: Some(envelope.worker),
             }
         }
-        Ok(Err(RunError::Failed(err))) => {
-            failed(&registration.config, job, &envelope, error_chain(err.as_ref()))
-        }
+        Ok(Err(RunError::Failed(err))) => failed(
+            &registration.config,
+            job,
+            &envelope,
+            error_chain(err.as_ref()),
+        ),
         Err(panic) => {
             let error = format!("panicked: {}", panic_message(panic.as_ref()));
             failed(&registration.config, job, &envelope, error)
@@ -425,7 +433,10 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// Records outcomes in batches, retrying the backend until it takes them.
-async fn complete(backend: Arc<dyn Backend>, mut outcomes: mpsc::UnboundedReceiver<(Lease, Outcome)>) {
+async fn complete(
+    backend: Arc<dyn Backend>,
+    mut outcomes: mpsc::UnboundedReceiver<(Lease, Outcome)>,
+) {
     let mut batch = Vec::with_capacity(COMPLETE_BATCH);
     while outcomes.recv_many(&mut batch, COMPLETE_BATCH).await > 0 {
         let mut errors = 0;

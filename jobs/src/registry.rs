@@ -1,6 +1,8 @@
 //! Every worker of the program, collected at link time, checked, and looked up by name.
 
-use crate::{BackendKind, BoxError, Enqueuer, Error, JobContext, StateRequirement, Worker, WorkerConfig};
+use crate::{
+    BackendKind, BoxError, Enqueuer, Error, JobContext, StateRequirement, Worker, WorkerConfig,
+};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::any::TypeId;
@@ -68,7 +70,10 @@ impl Registry {
     /// Every registered worker of the program.
     pub(crate) fn discovered() -> Result<Self, Error> {
         let mut registry = Self::default();
-        let mut all: Vec<Registration> = inventory::iter::<Registration>.into_iter().copied().collect();
+        let mut all: Vec<Registration> = inventory::iter::<Registration>
+            .into_iter()
+            .copied()
+            .collect();
         // Inventory's order is unspecified: sort so that errors name workers the same way every run.
         all.sort_by(|a, b| (a.file, a.line, a.name).cmp(&(b.file, b.line, b.name)));
         for registration in all {

@@ -33,7 +33,10 @@ mod tests {
         for retry in 0..10 {
             let step = base * 2u32.pow(retry);
             let d = backoff(base, retry);
-            assert!(d >= step / 2 && d <= step, "retry {retry}: {d:?} outside {step:?}");
+            assert!(
+                d >= step / 2 && d <= step,
+                "retry {retry}: {d:?} outside {step:?}"
+            );
         }
     }
 

@@ -13,11 +13,16 @@ async fn connect(queue: &str) -> Jobs {
     connect_with(queue, |b| b).await
 }
 
-async fn connect_with(queue: &str, configure: impl FnOnce(jobs::JobsBuilder) -> jobs::JobsBuilder) -> Jobs {
+async fn connect_with(
+    queue: &str,
+    configure: impl FnOnce(jobs::JobsBuilder) -> jobs::JobsBuilder,
+) -> Jobs {
     let builder = Jobs::builder()
         .postgres(jobs_tests::database_url())
         .queues([queue])
-        .state(Config { label: "configured".into() })
+        .state(Config {
+            label: "configured".into(),
+        })
         .poll_interval(Duration::from_millis(500));
     configure(builder).connect().await.expect("connect")
 }
@@ -29,7 +34,11 @@ async fn fresh(queue: &str) -> sqlx::PgPool {
 }
 
 async fn dead_letters(jobs: &Jobs, queue: &str) -> Vec<jobs::DeadLetter> {
-    jobs.dead_letters().unwrap().list(Some(queue), 100).await.unwrap()
+    jobs.dead_letters()
+        .unwrap()
+        .list(Some(queue), 100)
+        .await
+        .unwrap()
 }
 
 #[derive(Clone)]
@@ -50,7 +59,10 @@ async fn every_enqueue_variant_is_processed() {
     let pool = fresh("t_enqueue").await;
     let jobs = connect("t_enqueue").await;
     let key = "enqueue";
-    let id = jobs.enqueue::<EnqueueProbe>(Probe::new(key, 1)).await.unwrap();
+    let id = jobs
+        .enqueue::<EnqueueProbe>(Probe::new(key, 1))
+        .await
+        .unwrap();
     assert!(id.as_i64().is_some());
     let ids = jobs
         .enqueue_batch::<EnqueueProbe>((2..=4).map(|n| Probe::new(key, n)))
@@ -58,17 +70,27 @@ async fn every_enqueue_variant_is_processed() {
         .unwrap();
     assert_eq!(ids.len(), 3);
     let mut tx = pool.begin().await.unwrap();
-    EnqueueProbe::enqueue_tx(&mut *tx, Probe::new(key, 5)).await.unwrap();
+    EnqueueProbe::enqueue_tx(&mut *tx, Probe::new(key, 5))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(queued(&pool, "t_enqueue").await, 5);
 
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { runs(key).len() == 5 }).await, "{:?}", runs(key));
+    assert!(
+        eventually(WAIT, || async { runs(key).len() == 5 }).await,
+        "{:?}",
+        runs(key)
+    );
     running.stop().await;
     let mut seen: Vec<u64> = runs(key).iter().map(|r| r.n).collect();
     seen.sort();
     assert_eq!(seen, vec![1, 2, 3, 4, 5]);
-    assert_eq!(queued(&pool, "t_enqueue").await, 0, "acked jobs are deleted");
+    assert_eq!(
+        queued(&pool, "t_enqueue").await,
+        0,
+        "acked jobs are deleted"
+    );
 }
 
 #[worker(enqueuer = Pg, queue = "t_rollback")]
@@ -82,8 +104,14 @@ async fn a_rolled_back_transaction_enqueues_nothing() {
     let pool = fresh("t_rollback").await;
     let _jobs = connect("t_rollback").await;
     let mut tx = pool.begin().await.unwrap();
-    RollbackProbe::enqueue_tx(&mut *tx, Probe::new("rollback", 1)).await.unwrap();
-    assert_eq!(queued(&pool, "t_rollback").await, 0, "invisible before commit");
+    RollbackProbe::enqueue_tx(&mut *tx, Probe::new("rollback", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        queued(&pool, "t_rollback").await,
+        0,
+        "invisible before commit"
+    );
     tx.rollback().await.unwrap();
     assert_eq!(queued(&pool, "t_rollback").await, 0);
 }
@@ -106,7 +134,10 @@ async fn a_delayed_job_runs_after_its_delay_and_not_before() {
     assert!(eventually(WAIT, || async { !runs("delay").is_empty() }).await);
     let waited = start.elapsed();
     running.stop().await;
-    assert!(waited >= Duration::from_millis(1500), "ran after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "ran after {waited:?}"
+    );
     // Woken by the due time, not by the 60 s poll interval.
     assert!(waited < Duration::from_secs(10), "ran after {waited:?}");
 }
@@ -128,7 +159,10 @@ async fn an_idle_processor_is_woken_by_a_new_job() {
     assert!(eventually(WAIT, || async { !runs("notify").is_empty() }).await);
     let latency = start.elapsed();
     running.stop().await;
-    assert!(latency < Duration::from_secs(5), "woke after {latency:?}, not by NOTIFY");
+    assert!(
+        latency < Duration::from_secs(5),
+        "woke after {latency:?}, not by NOTIFY"
+    );
 }
 
 #[worker(enqueuer = Pg, queue = "t_foreign")]
@@ -141,7 +175,12 @@ async fn foreign_probe(p: Probe) -> anyhow::Result<()> {
 async fn a_minimal_envelope_from_any_pgmq_client_is_a_job() {
     let pool = fresh("t_foreign").await;
     let jobs = connect("t_foreign").await;
-    send_raw(&pool, "t_foreign", json!({"worker": "ForeignProbe", "args": {"key": "foreign", "n": 7}})).await;
+    send_raw(
+        &pool,
+        "t_foreign",
+        json!({"worker": "ForeignProbe", "args": {"key": "foreign", "n": 7}}),
+    )
+    .await;
     let running = Running::start(&jobs);
     assert!(eventually(WAIT, || async { !runs("foreign").is_empty() }).await);
     running.stop().await;
@@ -190,7 +229,12 @@ async fn exhausted_retries_end_as_a_dead_letter_that_can_be_retried() {
     let jobs = connect("t_doomed").await;
     Doomed::enqueue(Probe::new("doomed", 1)).await.unwrap();
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { dead_letters(&jobs, "t_doomed").await.len() == 1 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            dead_letters(&jobs, "t_doomed").await.len() == 1
+        })
+        .await
+    );
     let attempts: Vec<u32> = runs("doomed").iter().map(|r| r.attempt).collect();
     assert_eq!(attempts, vec![1, 2, 3], "max_retries = 2 means three runs");
     assert_eq!(queued(&pool, "t_doomed").await, 0);
@@ -238,7 +282,10 @@ async fn a_panicking_job_is_retried_and_the_processor_survives() {
     assert!(eventually(WAIT, || async { runs("panic").len() == 2 }).await);
     assert!(eventually(WAIT, || async { queued(&pool, "t_panic").await == 0 }).await);
     running.stop().await;
-    assert_eq!(runs("panic").iter().map(|r| r.attempt).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        runs("panic").iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
 }
 
 #[worker(enqueuer = Pg, queue = "t_panic_dead", max_retries = 0)]
@@ -250,9 +297,16 @@ async fn always_panics(_p: Probe) -> anyhow::Result<()> {
 async fn a_panic_message_is_kept_with_the_dead_letter() {
     let _pool = fresh("t_panic_dead").await;
     let jobs = connect("t_panic_dead").await;
-    AlwaysPanics::enqueue(Probe::new("panic-dead", 1)).await.unwrap();
+    AlwaysPanics::enqueue(Probe::new("panic-dead", 1))
+        .await
+        .unwrap();
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { dead_letters(&jobs, "t_panic_dead").await.len() == 1 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            dead_letters(&jobs, "t_panic_dead").await.len() == 1
+        })
+        .await
+    );
     running.stop().await;
     let letter = dead_letters(&jobs, "t_panic_dead").await.remove(0);
     assert_eq!(letter.error, "panicked: always");
@@ -279,7 +333,10 @@ async fn a_job_past_its_timeout_is_cancelled_and_retried() {
     assert!(eventually(WAIT, || async { queued(&pool, "t_timeout").await == 0 }).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
     running.stop().await;
-    assert_eq!(runs("timeout"), vec![Run { n: 1, attempt: 1 }, Run { n: 1, attempt: 2 }]);
+    assert_eq!(
+        runs("timeout"),
+        vec![Run { n: 1, attempt: 1 }, Run { n: 1, attempt: 2 }]
+    );
 }
 
 // ---- poison and unknown -----------------------------------------------------------------------
@@ -297,11 +354,29 @@ async fn poison_envelopes_and_args_are_dead_lettered_at_once() {
     send_raw(&pool, "t_poison", json!("just a string")).await;
     send_raw(&pool, "t_poison", json!({"args": {"n": 1}})).await;
     send_raw(&pool, "t_poison", json!({"worker": 42, "args": {}})).await;
-    send_raw(&pool, "t_poison", json!({"worker": "PoisonProbe", "args": {"key": "poison", "n": "NaN"}})).await;
-    send_raw(&pool, "t_poison", json!({"worker": "PoisonProbe", "args": {"key": "poison", "n": 1}})).await;
+    send_raw(
+        &pool,
+        "t_poison",
+        json!({"worker": "PoisonProbe", "args": {"key": "poison", "n": "NaN"}}),
+    )
+    .await;
+    send_raw(
+        &pool,
+        "t_poison",
+        json!({"worker": "PoisonProbe", "args": {"key": "poison", "n": 1}}),
+    )
+    .await;
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { dead_letters(&jobs, "t_poison").await.len() == 4 }).await);
-    assert!(eventually(WAIT, || async { runs("poison").len() == 1 }).await, "the good job still runs");
+    assert!(
+        eventually(WAIT, || async {
+            dead_letters(&jobs, "t_poison").await.len() == 4
+        })
+        .await
+    );
+    assert!(
+        eventually(WAIT, || async { runs("poison").len() == 1 }).await,
+        "the good job still runs"
+    );
     assert!(eventually(WAIT, || async { queued(&pool, "t_poison").await == 0 }).await);
     running.stop().await;
 
@@ -310,11 +385,29 @@ async fn poison_envelopes_and_args_are_dead_lettered_at_once() {
         assert_eq!(letter.attempts, 1, "no retries for {letter:?}");
     }
     let errors: Vec<&str> = letters.iter().map(|l| l.error.as_str()).collect();
-    assert_eq!(errors.iter().filter(|e| e.starts_with("invalid job envelope")).count(), 3, "{errors:?}");
-    let bad_args = letters.iter().find(|l| l.error.starts_with("invalid args")).expect("bad args letter");
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e.starts_with("invalid job envelope"))
+            .count(),
+        3,
+        "{errors:?}"
+    );
+    let bad_args = letters
+        .iter()
+        .find(|l| l.error.starts_with("invalid args"))
+        .expect("bad args letter");
     assert_eq!(bad_args.worker.as_deref(), Some("PoisonProbe"));
-    assert_eq!(bad_args.message.as_ref().unwrap()["args"]["n"], json!("NaN"));
-    assert!(letters.iter().any(|l| l.message == Some(json!("just a string"))), "kept as stored");
+    assert_eq!(
+        bad_args.message.as_ref().unwrap()["args"]["n"],
+        json!("NaN")
+    );
+    assert!(
+        letters
+            .iter()
+            .any(|l| l.message == Some(json!("just a string"))),
+        "kept as stored"
+    );
 }
 
 #[worker(enqueuer = Pg, queue = "t_unknown")]
@@ -326,15 +419,32 @@ async fn unknown_neighbour(p: Probe) -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_unknown_worker_is_retried_then_dead_lettered() {
     let pool = fresh("t_unknown").await;
-    let jobs = connect_with("t_unknown", |b| b.unknown_worker_retries(2, Duration::from_millis(10))).await;
-    send_raw(&pool, "t_unknown", json!({"worker": "FromTheFuture", "args": {}})).await;
+    let jobs = connect_with("t_unknown", |b| {
+        b.unknown_worker_retries(2, Duration::from_millis(10))
+    })
+    .await;
+    send_raw(
+        &pool,
+        "t_unknown",
+        json!({"worker": "FromTheFuture", "args": {}}),
+    )
+    .await;
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { dead_letters(&jobs, "t_unknown").await.len() == 1 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            dead_letters(&jobs, "t_unknown").await.len() == 1
+        })
+        .await
+    );
     running.stop().await;
     let letter = dead_letters(&jobs, "t_unknown").await.remove(0);
     assert_eq!(letter.attempts, 3);
     assert_eq!(letter.error, "unknown worker `FromTheFuture`");
-    assert_eq!(letter.message.unwrap()["retry_count"], json!(2), "retries were recorded");
+    assert_eq!(
+        letter.message.unwrap()["retry_count"],
+        json!(2),
+        "retries were recorded"
+    );
 }
 
 // ---- shutdown and leases ------------------------------------------------------------------------
@@ -351,11 +461,17 @@ async fn sleeper(p: Probe, info: JobInfo) -> anyhow::Result<()> {
 async fn shutdown_waits_for_a_running_job_to_finish() {
     let pool = fresh("t_shutdown").await;
     let jobs = connect("t_shutdown").await;
-    Sleeper::enqueue(Probe::new("shutdown-wait", 600)).await.unwrap();
+    Sleeper::enqueue(Probe::new("shutdown-wait", 600))
+        .await
+        .unwrap();
     let running = Running::start(&jobs);
     assert!(eventually(WAIT, || async { !runs("shutdown-wait").is_empty() }).await);
     running.stop().await;
-    assert_eq!(runs("shutdown-wait").len(), 2, "finished before run() returned");
+    assert_eq!(
+        runs("shutdown-wait").len(),
+        2,
+        "finished before run() returned"
+    );
     assert_eq!(queued(&pool, "t_shutdown").await, 0, "and was acked");
 }
 
@@ -370,19 +486,28 @@ async fn long_sleeper(p: Probe, info: JobInfo) -> anyhow::Result<()> {
 #[tokio::test]
 async fn shutdown_releases_a_job_still_running_at_the_deadline() {
     let pool = fresh("t_release").await;
-    let jobs = connect_with("t_release", |b| b.shutdown_timeout(Duration::from_millis(200))).await;
-    LongSleeper::enqueue(Probe::new("release", 30_000)).await.unwrap();
+    let jobs = connect_with("t_release", |b| {
+        b.shutdown_timeout(Duration::from_millis(200))
+    })
+    .await;
+    LongSleeper::enqueue(Probe::new("release", 30_000))
+        .await
+        .unwrap();
     let running = Running::start(&jobs);
     assert!(eventually(WAIT, || async { !runs("release").is_empty() }).await);
     let start = Instant::now();
     running.stop().await;
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_eq!(runs("release").len(), 1, "cancelled, not finished");
-    let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM pgmq.q_t_release WHERE vt <= clock_timestamp()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(ready, 1, "released: ready again at once, not after its lease");
+    let ready: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pgmq.q_t_release WHERE vt <= clock_timestamp()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        ready, 1,
+        "released: ready again at once, not after its lease"
+    );
 }
 
 #[worker(enqueuer = Pg, queue = "t_lease")]
@@ -397,7 +522,9 @@ async fn a_job_longer_than_its_lease_is_not_handed_to_another_processor() {
     let pool = fresh("t_lease").await;
     let first = connect_with("t_lease", |b| b.lease(Duration::from_secs(1))).await;
     let second = connect_with("t_lease", |b| b.lease(Duration::from_secs(1))).await;
-    OutlivesLease::enqueue(Probe::new("lease", 3_500)).await.unwrap();
+    OutlivesLease::enqueue(Probe::new("lease", 3_500))
+        .await
+        .unwrap();
     let a = Running::start(&first);
     let b = Running::start(&second);
     assert!(eventually(WAIT, || async { queued(&pool, "t_lease").await == 0 }).await);
@@ -421,11 +548,18 @@ async fn many_jobs_over_two_processors_run_exactly_once() {
     let a = connect_with("t_many", |b| b.concurrency(16)).await;
     let b = connect_with("t_many", |b| b.concurrency(16)).await;
     for chunk in (0..JOBS).collect::<Vec<_>>().chunks(500) {
-        Counted::enqueue_batch(chunk.iter().map(|n| Probe::new("many", *n))).await.unwrap();
+        Counted::enqueue_batch(chunk.iter().map(|n| Probe::new("many", *n)))
+            .await
+            .unwrap();
     }
     let ra = Running::start(&a);
     let rb = Running::start(&b);
-    assert!(eventually(Duration::from_secs(60), || async { queued(&pool, "t_many").await == 0 }).await);
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            queued(&pool, "t_many").await == 0
+        })
+        .await
+    );
     ra.stop().await;
     rb.stop().await;
     let mut seen: HashMap<u64, usize> = HashMap::new();
@@ -476,21 +610,45 @@ async fn connect_names_a_worker_whose_state_is_missing() {
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, jobs::Error::MissingState { .. }), "{text}");
-    assert!(text.contains("NeedsState") && text.contains("NeverProvided"), "{text}");
+    assert!(
+        text.contains("NeedsState") && text.contains("NeverProvided"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn connect_names_a_worker_whose_backend_is_not_configured() {
-    let err = Jobs::builder().queues(["t_extract"]).state(Config { label: String::new() }).connect().await.unwrap_err();
+    let err = Jobs::builder()
+        .queues(["t_extract"])
+        .state(Config {
+            label: String::new(),
+        })
+        .connect()
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, jobs::Error::BackendNotConfigured { .. }), "{text}");
-    assert!(text.contains("Extracting") && text.contains(".postgres("), "{text}");
+    assert!(
+        matches!(err, jobs::Error::BackendNotConfigured { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("Extracting") && text.contains(".postgres("),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn an_invalid_queue_name_is_refused() {
-    let err = Jobs::builder().postgres(jobs_tests::database_url()).queues(["Bad-Name"]).connect().await.unwrap_err();
-    assert!(matches!(err, jobs::Error::InvalidQueue(ref q) if q == "Bad-Name"), "{err}");
+    let err = Jobs::builder()
+        .postgres(jobs_tests::database_url())
+        .queues(["Bad-Name"])
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, jobs::Error::InvalidQueue(ref q) if q == "Bad-Name"),
+        "{err}"
+    );
 }
 
 struct HandWritten;
@@ -511,13 +669,22 @@ impl Worker for HandWritten {
 async fn a_hand_written_worker_runs_on_a_hand_built_processor() {
     let pool = fresh("t_by_hand").await;
     let jobs = connect("t_by_hand").await;
-    jobs.enqueue::<HandWritten>(Probe::new("by-hand", 1)).await.unwrap();
-    let processor = PgProcessor::builder(&jobs).register::<HandWritten>().concurrency(2).build().unwrap();
+    jobs.enqueue::<HandWritten>(Probe::new("by-hand", 1))
+        .await
+        .unwrap();
+    let processor = PgProcessor::builder(&jobs)
+        .register::<HandWritten>()
+        .concurrency(2)
+        .build()
+        .unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(processor.run(shutdown.clone()));
     assert!(eventually(WAIT, || async { !runs("by-hand").is_empty() }).await);
     assert!(eventually(WAIT, || async { queued(&pool, "t_by_hand").await == 0 }).await);
     shutdown.cancel();
     handle.await.unwrap().unwrap();
-    assert!(matches!(PgProcessor::builder(&jobs).build(), Err(jobs::Error::NoWorkers(_))));
+    assert!(matches!(
+        PgProcessor::builder(&jobs).build(),
+        Err(jobs::Error::NoWorkers(_))
+    ));
 }

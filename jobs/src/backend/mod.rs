@@ -74,12 +74,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn complete<'a>(&'a self, batch: &'a [(Lease, Outcome)]) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Pushes the leases of running jobs forward.
-    fn extend<'a>(&'a self, leases: &'a [Lease], lease: Duration)
-        -> BoxFuture<'a, Result<(), Error>>;
+    fn extend<'a>(
+        &'a self,
+        leases: &'a [Lease],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// How long until the earliest job in `queues` that is not ready yet becomes ready.
-    fn next_due<'a>(&'a self, queues: &'a [String])
-        -> BoxFuture<'a, Result<Option<Duration>, Error>>;
+    fn next_due<'a>(
+        &'a self,
+        queues: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Duration>, Error>>;
 
     /// Wakes `wake` whenever a job may have been stored in `queues`, until `stop`.
     fn listen(

@@ -55,11 +55,18 @@ impl PgBackend {
         &self.pool
     }
 
-    async fn prepare_locked(&self, conn: &mut PgConnection, queues: &[String]) -> Result<(), Error> {
+    async fn prepare_locked(
+        &self,
+        conn: &mut PgConnection,
+        queues: &[String],
+    ) -> Result<(), Error> {
         self.pgmq.install_sql_from_embedded().await?;
         conn.execute(SCHEMA).await?;
         for queue in queues {
-            sqlx::query("SELECT pgmq.create($1)").bind(queue).execute(&mut *conn).await?;
+            sqlx::query("SELECT pgmq.create($1)")
+                .bind(queue)
+                .execute(&mut *conn)
+                .await?;
             // One NOTIFY per inserting statement (pgmq's own trigger updates a throttle row per
             // row, which serializes concurrent enqueuers); the channel is pgmq's.
             let trigger = format!(
@@ -256,10 +263,14 @@ impl Backend for PgBackend {
                         Ok(mut fresh) => {
                             match fresh.listen_all(channels.iter().map(String::as_str)).await {
                                 Ok(()) => listener = Some(fresh),
-                                Err(err) => tracing::warn!(error = %err, "LISTEN failed; polling until it works"),
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "LISTEN failed; polling until it works")
+                                }
                             }
                         }
-                        Err(err) => tracing::warn!(error = %err, "cannot open the LISTEN connection; polling until it works"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot open the LISTEN connection; polling until it works")
+                        }
                     }
                     // Jobs may have arrived while not listening.
                     wake.notify_one();
