@@ -49,7 +49,10 @@ fn options() -> anyhow::Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a value"));
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{arg} needs a value"))
+        };
         match arg.as_str() {
             "--backend" => options.backend = value()?,
             "--jobs" => options.jobs = value()?.parse()?,
@@ -65,7 +68,11 @@ fn options() -> anyhow::Result<Options> {
             other => anyhow::bail!("unexpected argument {other:?}"),
         }
     }
-    anyhow::ensure!(options.backend == "pg", "unknown backend {:?}: pg", options.backend);
+    anyhow::ensure!(
+        options.backend == "pg",
+        "unknown backend {:?}: pg",
+        options.backend
+    );
     Ok(options)
 }
 
@@ -86,7 +93,9 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
 }
 
 async fn purge(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query(&format!("TRUNCATE pgmq.q_{QUEUE}")).execute(pool).await?;
+    sqlx::query(&format!("TRUNCATE pgmq.q_{QUEUE}"))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -104,7 +113,12 @@ async fn fill_raw(pgmq: &pgmq::PGMQueueExt, jobs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn engine(jobs_client: &Jobs, pool: &PgPool, jobs: u64, workers: usize) -> anyhow::Result<Duration> {
+async fn engine(
+    jobs_client: &Jobs,
+    pool: &PgPool,
+    jobs: u64,
+    workers: usize,
+) -> anyhow::Result<Duration> {
     purge(pool).await?;
     DONE.store(0, Ordering::SeqCst);
     let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
@@ -186,7 +200,9 @@ async fn enqueue_rows(jobs_client: &Jobs, pool: &PgPool, jobs: u64) -> anyhow::R
     let mut n = 0;
     while n < jobs {
         let end = (n + SEND_CHUNK as u64).min(jobs);
-        jobs_client.enqueue_batch::<BenchNoop>((n..end).map(|n| Noop { n })).await?;
+        jobs_client
+            .enqueue_batch::<BenchNoop>((n..end).map(|n| Noop { n }))
+            .await?;
         n = end;
     }
     let ours_batch = rate(jobs, start.elapsed());
@@ -207,17 +223,33 @@ async fn enqueue_rows(jobs_client: &Jobs, pool: &PgPool, jobs: u64) -> anyhow::R
         ratio: ours / raw,
     };
     Ok(vec![
-        row("enqueue_single", single, ours_single, "pgmq send", raw_single),
-        row("enqueue_batch_1000", jobs, ours_batch, "pgmq send_batch", raw_batch),
+        row(
+            "enqueue_single",
+            single,
+            ours_single,
+            "pgmq send",
+            raw_single,
+        ),
+        row(
+            "enqueue_batch_1000",
+            jobs,
+            ours_batch,
+            "pgmq send_batch",
+            raw_batch,
+        ),
     ])
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let url = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("set DATABASE_URL (scripts/bench.sh starts a local PostgreSQL)"))?;
-    let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect(&url).await?;
+    let url = std::env::var("DATABASE_URL").map_err(|_| {
+        anyhow::anyhow!("set DATABASE_URL (scripts/bench.sh starts a local PostgreSQL)")
+    })?;
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .connect(&url)
+        .await?;
     let jobs_client = Jobs::builder()
         .postgres_pool(pool.clone())
         .queues([QUEUE])
@@ -261,6 +293,11 @@ async fn main() -> anyhow::Result<()> {
 fn print_row(row: &Row) {
     println!(
         "{:<22} {:>7} {:>8} {:>12.0} {:>12.0} {:>7.2}",
-        row.measurement, row.workers, row.jobs, row.jobs_per_sec, row.baseline_jobs_per_sec, row.ratio
+        row.measurement,
+        row.workers,
+        row.jobs,
+        row.jobs_per_sec,
+        row.baseline_jobs_per_sec,
+        row.ratio
     );
 }

@@ -10,6 +10,7 @@ use crate::{
 use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -18,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The most outcomes recorded in one backend call.
 const COMPLETE_BATCH: usize = 1000;
+/// Fetches in flight at once per processor.
+const FETCHERS: usize = 2;
 /// The longest pause after a backend error before trying again.
 const MAX_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
@@ -214,80 +217,114 @@ impl Processor {
     }
 }
 
-/// Fetches and starts jobs until `shutdown`; returns the jobs still running.
+/// Fetches and starts jobs until `shutdown`, with [`FETCHERS`] fetches in flight so that one
+/// round trip overlaps the next; returns the jobs still running.
 async fn fetch_loop(
     shared: &Arc<Shared>,
     shutdown: &CancellationToken,
-    wake: &Notify,
+    wake: &Arc<Notify>,
     outcomes: &mpsc::UnboundedSender<(Lease, Outcome)>,
 ) -> JoinSet<()> {
     let slots = Arc::new(Semaphore::new(shared.settings.concurrency));
-    let mut tasks = JoinSet::new();
-    let mut queues = shared.queues.clone();
-    let mut next_key = 0u64;
-    let mut errors = 0u32;
-    loop {
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit,
-            () = shutdown.cancelled() => break,
+    let tasks = Arc::new(Mutex::new(JoinSet::new()));
+    let next_key = Arc::new(AtomicU64::new(0));
+    let fetchers = (0..FETCHERS.min(shared.settings.concurrency)).map(|i| {
+        let mut queues = shared.queues.clone();
+        // Each fetcher starts on a different queue.
+        let start = i % queues.len().max(1);
+        queues.rotate_left(start);
+        let fetcher = Fetcher {
+            shared: shared.clone(),
+            slots: slots.clone(),
+            tasks: tasks.clone(),
+            next_key: next_key.clone(),
+            outcomes: outcomes.clone(),
         };
-        let Ok(first) = first else { break };
-        while tasks.try_join_next().is_some() {}
-        let free = slots.available_permits() + 1;
-        // Not raced against shutdown: a fetch dropped mid-flight would leave its jobs claimed.
-        let fetched = match shared
-            .backend
-            .fetch(&queues, free, shared.settings.lease)
-            .await
-        {
-            Ok(fetched) => {
-                errors = 0;
-                fetched
+        fetcher.run(queues, shutdown.clone(), wake.clone())
+    });
+    futures_util::future::join_all(fetchers).await;
+    let mut tasks = tasks.lock().unwrap_or_else(PoisonError::into_inner);
+    std::mem::take(&mut *tasks)
+}
+
+/// One fetch loop; several share the slots.
+struct Fetcher {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    tasks: Arc<Mutex<JoinSet<()>>>,
+    next_key: Arc<AtomicU64>,
+    outcomes: mpsc::UnboundedSender<(Lease, Outcome)>,
+}
+
+impl Fetcher {
+    async fn run(self, mut queues: Vec<String>, shutdown: CancellationToken, wake: Arc<Notify>) {
+        let shared = &self.shared;
+        let mut errors = 0u32;
+        loop {
+            let first = tokio::select! {
+                permit = self.slots.clone().acquire_owned() => permit,
+                () = shutdown.cancelled() => break,
+            };
+            let Ok(mut permits) = first else { break };
+            // Claim every free slot at once: a fetch never asks for more than can run now.
+            if let Ok(more) = self
+                .slots
+                .clone()
+                .try_acquire_many_owned(u32::try_from(self.slots.available_permits()).unwrap_or(0))
+            {
+                permits.merge(more);
             }
-            Err(err) => {
-                errors += 1;
-                let pause = backoff(Duration::from_millis(100), errors).min(MAX_ERROR_PAUSE);
-                tracing::warn!(error = %err, retry_in = ?pause, "fetching jobs failed");
-                drop(first);
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = shutdown.cancelled() => break,
+            // Not raced against shutdown: a fetch dropped mid-flight would leave its jobs claimed.
+            let fetched = match shared
+                .backend
+                .fetch(&queues, permits.num_permits(), shared.settings.lease)
+                .await
+            {
+                Ok(fetched) => {
+                    errors = 0;
+                    fetched
                 }
+                Err(err) => {
+                    errors += 1;
+                    let pause = backoff(Duration::from_millis(100), errors).min(MAX_ERROR_PAUSE);
+                    tracing::warn!(error = %err, retry_in = ?pause, "fetching jobs failed");
+                    drop(permits);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            if fetched.is_empty() {
+                drop(permits);
+                idle(shared, &queues, &shutdown, &wake).await;
                 continue;
             }
-        };
-        if fetched.is_empty() {
-            drop(first);
-            idle(shared, &queues, shutdown, wake).await;
-            continue;
-        }
-        // Serve queues round-robin: the next fetch starts with the next queue.
-        queues.rotate_left(1);
-        let mut permit = Some(first);
-        for job in fetched {
-            let permit = match permit.take() {
-                Some(permit) => permit,
-                None => match slots.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            next_key += 1;
-            shared
-                .running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(next_key, job.lease.clone());
-            tasks.spawn(run_job(
-                shared.clone(),
-                job,
-                next_key,
-                permit,
-                outcomes.clone(),
-            ));
+            // Serve queues round-robin: the next fetch starts with the next queue.
+            queues.rotate_left(1);
+            let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+            while tasks.try_join_next().is_some() {}
+            for job in fetched {
+                let Some(permit) = permits.split(1) else {
+                    break;
+                };
+                let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .running
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key, job.lease.clone());
+                tasks.spawn(run_job(
+                    shared.clone(),
+                    job,
+                    key,
+                    permit,
+                    self.outcomes.clone(),
+                ));
+            }
         }
     }
-    tasks
 }
 
 /// Sleeps until woken, the next scheduled job is due, the poll interval ends, or shutdown.
