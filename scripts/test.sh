@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 ensure_postgres
 ensure_redis
 echo "DATABASE_URL=$(redact "$DATABASE_URL")  REDIS_URL=$(redact "$REDIS_URL")"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -110,14 +110,10 @@ impl Jobs {
     }
 
     pub(crate) fn backend(&self, kind: BackendKind) -> Result<&Arc<dyn Backend>, Error> {
-        self.inner
-            .backends
-            .get(&kind)
-            .ok_or(Error::BackendNotConfigured {
-                worker: String::new(),
-                backend: kind,
-                method: kind.builder_method(),
-            })
+        self.inner.backends.get(&kind).ok_or(Error::NotConfigured {
+            backend: kind,
+            method: kind.builder_method(),
+        })
     }
 
     fn backend_for<W: Worker>(&self) -> Result<&Arc<dyn Backend>, Error> {
@@ -212,8 +208,7 @@ impl Jobs {
 
     /// The dead letters of the Postgres backend.
     pub fn dead_letters(&self) -> Result<DeadLetters, Error> {
-        let pg = self.inner.pg.as_ref().ok_or(Error::BackendNotConfigured {
-            worker: String::new(),
+        let pg = self.inner.pg.as_ref().ok_or(Error::NotConfigured {
             backend: BackendKind::Pg,
             method: BackendKind::Pg.builder_method(),
         })?;

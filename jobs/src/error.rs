@@ -28,6 +28,14 @@ pub enum Error {
         /// The builder method that configures it.
         method: &'static str,
     },
+    /// An operation needs a backend that was not configured.
+    #[error("the {backend} backend is not configured: call `.{method}(…)` on `Jobs::builder()`")]
+    NotConfigured {
+        /// The backend.
+        backend: BackendKind,
+        /// The builder method that configures it.
+        method: &'static str,
+    },
     /// Two workers were registered under one job name.
     #[error(
         "two workers are named `{name}`: {first} and {second}; give one a distinct `name = \"…\"`"

@@ -19,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 /// The most outcomes recorded in one backend call.
 const COMPLETE_BATCH: usize = 1000;
+/// How long shutdown waits for aborted jobs to unwind.
+const ABORT_WAIT: Duration = Duration::from_secs(1);
+/// Tries of a whole batch of outcomes before recording them one by one.
+const BATCH_TRIES: u32 = 5;
 /// Fetches in flight at once per processor.
 const FETCHERS: usize = 2;
 /// The longest pause after a backend error before trying again.
@@ -126,6 +130,9 @@ struct Shared {
     settings: Settings,
     /// Leases of the jobs running now, for the lease keeper and for release at shutdown.
     running: Mutex<HashMap<u64, Lease>>,
+    /// Held while recording outcomes and while extending leases, so that an extension read
+    /// before a job finished cannot land after its outcome and undo a retry delay or a release.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Processor {
@@ -159,6 +166,7 @@ impl Processor {
                 state,
                 settings,
                 running: Mutex::new(HashMap::new()),
+                writes: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -176,7 +184,9 @@ impl Processor {
             wake.clone(),
             stop_helpers.clone(),
         ));
-        let completer = tokio::spawn(complete(shared.backend.clone(), outcome_rx));
+        let completer = tokio::spawn(complete(shared.clone(), outcome_rx));
+        // Stops the listener and the lease keeper even if this future is dropped midway.
+        let _stop_on_drop = stop_helpers.clone().drop_guard();
         let keeper = tokio::spawn(keep_leases(shared.clone(), stop_helpers.clone()));
 
         let mut tasks = fetch_loop(&shared, &shutdown, &wake, &outcomes).await;
@@ -191,7 +201,14 @@ impl Processor {
                 "shutdown timeout reached; releasing the jobs still running"
             );
             tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+            // A handler blocking its thread ignores the abort: do not wait for it forever.
+            let aborted = tokio::time::timeout(ABORT_WAIT, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if aborted.is_err() {
+                tracing::error!("a job ignores cancellation (it blocks its thread); its lease is released anyway");
+            }
         }
         let unfinished: Vec<Lease> = shared
             .running
@@ -204,10 +221,12 @@ impl Processor {
             let _ = outcomes.send((lease, Outcome::Release));
         }
         drop(outcomes);
+        let abort = completer.abort_handle();
         if tokio::time::timeout(shared.settings.shutdown_timeout, completer)
             .await
             .is_err()
         {
+            abort.abort();
             tracing::error!("could not record every outcome before shutdown; those jobs run again when their lease ends");
         }
         stop_helpers.cancel();
@@ -262,8 +281,9 @@ impl Fetcher {
         let mut errors = 0u32;
         loop {
             let first = tokio::select! {
-                permit = self.slots.clone().acquire_owned() => permit,
+                biased;
                 () = shutdown.cancelled() => break,
+                permit = self.slots.clone().acquire_owned() => permit,
             };
             let Ok(mut permits) = first else { break };
             // Claim every free slot at once: a fetch never asks for more than can run now.
@@ -402,7 +422,7 @@ async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
     match result {
         Ok(Ok(())) => Outcome::Done,
         Ok(Err(RunError::Args(err))) => {
-            let error = format!("invalid args for `{}`: {err}", envelope.worker);
+            let error = storable(format!("invalid args for `{}`: {err}", envelope.worker));
             tracing::error!(queue = %job.lease.queue, job = %job.lease.id, %error, "dead-lettering job");
             Outcome::Dead {
                 error,
@@ -425,6 +445,7 @@ async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
 
 /// A failed run: retry after backoff while retries remain, then dead letter.
 fn failed(config: &WorkerConfig, job: &Fetched, envelope: &Envelope, error: String) -> Outcome {
+    let error = storable(error);
     let retry_count = envelope.retry_count;
     if retry_count < config.max_retries {
         let delay = backoff(config.retry_delay, retry_count);
@@ -461,6 +482,15 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Error text as the backends can store it: PostgreSQL text cannot hold NUL.
+fn storable(error: String) -> String {
+    if error.contains('\0') {
+        error.replace('\0', "\\0")
+    } else {
+        error
+    }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
@@ -469,16 +499,25 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("a non-string panic payload")
 }
 
-/// Records outcomes in batches, retrying the backend until it takes them.
-async fn complete(
-    backend: Arc<dyn Backend>,
-    mut outcomes: mpsc::UnboundedReceiver<(Lease, Outcome)>,
-) {
+/// Records outcomes in batches, retrying the backend until it takes them. A batch that keeps
+/// failing is recorded one outcome at a time, so one unrecordable outcome cannot block the rest
+/// (its job is not deleted: it runs again when its lease ends).
+async fn complete(shared: Arc<Shared>, mut outcomes: mpsc::UnboundedReceiver<(Lease, Outcome)>) {
     let mut batch = Vec::with_capacity(COMPLETE_BATCH);
     while outcomes.recv_many(&mut batch, COMPLETE_BATCH).await > 0 {
+        let _writing = shared.writes.lock().await;
         let mut errors = 0;
-        while let Err(err) = backend.complete(&batch).await {
+        while let Err(err) = shared.backend.complete(&batch).await {
             errors += 1;
+            if errors >= BATCH_TRIES && batch.len() > 1 {
+                for one in batch.chunks(1) {
+                    if let Err(err) = shared.backend.complete(one).await {
+                        tracing::error!(error = %err, queue = %one[0].0.queue, job = %one[0].0.id,
+                            "cannot record this outcome; the job runs again when its lease ends");
+                    }
+                }
+                break;
+            }
             let pause = backoff(Duration::from_millis(100), errors).min(MAX_ERROR_PAUSE);
             tracing::warn!(error = %err, jobs = batch.len(), retry_in = ?pause, "recording outcomes failed");
             tokio::time::sleep(pause).await;
@@ -495,6 +534,7 @@ async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
         }
+        let _writing = shared.writes.lock().await;
         let leases: Vec<Lease> = shared
             .running
             .lock()

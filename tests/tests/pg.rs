@@ -352,6 +352,10 @@ async fn poison_envelopes_and_args_are_dead_lettered_at_once() {
     let pool = fresh("t_poison").await;
     let jobs = connect("t_poison").await;
     send_raw(&pool, "t_poison", json!("just a string")).await;
+    sqlx::query("SELECT pgmq.send('t_poison', NULL::jsonb)")
+        .execute(&pool)
+        .await
+        .unwrap();
     send_raw(&pool, "t_poison", json!({"args": {"n": 1}})).await;
     send_raw(&pool, "t_poison", json!({"worker": 42, "args": {}})).await;
     send_raw(
@@ -369,7 +373,7 @@ async fn poison_envelopes_and_args_are_dead_lettered_at_once() {
     let running = Running::start(&jobs);
     assert!(
         eventually(WAIT, || async {
-            dead_letters(&jobs, "t_poison").await.len() == 4
+            dead_letters(&jobs, "t_poison").await.len() == 5
         })
         .await
     );
@@ -390,8 +394,12 @@ async fn poison_envelopes_and_args_are_dead_lettered_at_once() {
             .iter()
             .filter(|e| e.starts_with("invalid job envelope"))
             .count(),
-        3,
+        4,
         "{errors:?}"
+    );
+    assert!(
+        letters.iter().any(|l| l.message.is_none()),
+        "a NULL body is kept as NULL"
     );
     let bad_args = letters
         .iter()

@@ -4,6 +4,7 @@
 
 use super::{Backend, Fetched, Lease, Outcome};
 use crate::{Error, JobId};
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use pgmq::PGMQueueExt;
 use serde_json::Value;
@@ -14,6 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// A row of `pgmq.read`: id, delivery count, enqueue time, body.
+type ReadRow = (i64, i32, DateTime<Utc>, Option<Value>);
 
 /// Serializes schema installs across processes (`pg_advisory_lock` key).
 const INSTALL_LOCK: i64 = 0x6a6f_6273_0001;
@@ -75,7 +79,14 @@ impl PgBackend {
         conn: &mut PgConnection,
         queues: &[String],
     ) -> Result<(), Error> {
-        self.pgmq.install_sql_from_embedded().await?;
+        let extension: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgmq')")
+                .fetch_one(&mut *conn)
+                .await?;
+        // Where pgmq is installed as an extension, its functions are there already.
+        if !extension {
+            self.pgmq.install_sql_from_embedded().await?;
+        }
         conn.execute(SCHEMA).await?;
         for queue in queues {
             sqlx::query("SELECT pgmq.create($1)")
@@ -84,6 +95,17 @@ impl PgBackend {
                 .await?;
             // One NOTIFY per inserting statement (pgmq's own trigger updates a throttle row per
             // row, which serializes concurrent enqueuers); the channel is pgmq's.
+            let has_trigger: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger \
+                 WHERE tgname = 'jobs_notify_insert' AND tgrelid = $1::regclass)",
+            )
+            .bind(table(queue))
+            .fetch_one(&mut *conn)
+            .await?;
+            if has_trigger {
+                // Re-creating it would lock the table behind any open enqueue transaction.
+                continue;
+            }
             let trigger = format!(
                 "CREATE OR REPLACE TRIGGER jobs_notify_insert AFTER INSERT ON {} \
                  FOR EACH STATEMENT EXECUTE FUNCTION jobs.notify_insert()",
@@ -182,20 +204,38 @@ impl Backend for PgBackend {
                     break;
                 }
                 let want = i32::try_from(want).unwrap_or(i32::MAX);
-                let messages = self
-                    .pgmq
-                    .read_batch::<Value>(queue, lease_secs, want)
-                    .await?;
+                // pgmq.read itself, decoding the body as optional JSON: a NULL body is a job to
+                // dead-letter, not an error that would hide the whole batch for a lease.
+                let rows: Result<Vec<ReadRow>, _> = sqlx::query_as(
+                    "SELECT msg_id, read_ct, enqueued_at, message FROM pgmq.read($1::text, $2::integer, $3::integer)",
+                )
+                .bind(queue)
+                .bind(lease_secs)
+                .bind(want)
+                .fetch_all(&self.work)
+                .await;
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    // What earlier queues gave is claimed: run it rather than hide it for a lease.
+                    Err(err) if !fetched.is_empty() => {
+                        tracing::warn!(error = %err, queue = %queue, "fetching from this queue failed");
+                        break;
+                    }
+                    Err(err) => return Err(err.into()),
+                };
                 let queue: Arc<str> = Arc::from(queue.as_str());
-                fetched.extend(messages.into_iter().map(|m| Fetched {
-                    lease: Lease {
-                        queue: queue.clone(),
-                        id: JobId::from(m.msg_id),
-                        delivery: m.read_ct,
-                    },
-                    payload: m.message,
-                    enqueued_at: m.enqueued_at,
-                }));
+                fetched.extend(
+                    rows.into_iter()
+                        .map(|(id, delivery, enqueued_at, message)| Fetched {
+                            lease: Lease {
+                                queue: queue.clone(),
+                                id: JobId::from(id),
+                                delivery,
+                            },
+                            payload: message.unwrap_or(Value::Null),
+                            enqueued_at,
+                        }),
+                );
             }
             Ok(fetched)
         })
@@ -211,7 +251,7 @@ impl Backend for PgBackend {
                     .add(lease, outcome);
             }
             for (queue, completions) in by_queue {
-                completions.apply(&self.work, queue).await?;
+                completions.apply(&self.work, &self.pool, queue).await?;
             }
             Ok(())
         })
@@ -303,8 +343,10 @@ impl Backend for PgBackend {
                 };
                 tokio::select! {
                     () = stop.cancelled() => {}
-                    received = active.recv() => match received {
-                        Ok(_) => wake.notify_one(),
+                    received = active.try_recv() => match received {
+                        Ok(Some(_)) => wake.notify_one(),
+                        // The connection dropped and sqlx reconnected: inserts may have been missed.
+                        Ok(None) => wake.notify_one(),
                         Err(err) => {
                             tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
                             listener = None;
@@ -375,7 +417,8 @@ impl Completions {
         }
     }
 
-    async fn apply(self, pool: &PgPool, queue: &str) -> Result<(), Error> {
+    /// Acks, retries and releases on `work`; dead-letter moves on the durable `pool`.
+    async fn apply(self, work: &PgPool, pool: &PgPool, queue: &str) -> Result<(), Error> {
         let table = table(queue);
         if !self.done.ids.is_empty() {
             sqlx::query(&format!(
@@ -384,7 +427,7 @@ impl Completions {
             ))
             .bind(&self.done.ids)
             .bind(&self.done.deliveries)
-            .execute(pool)
+            .execute(work)
             .await?;
         }
         if !self.release.ids.is_empty() {
@@ -395,7 +438,7 @@ impl Completions {
             ))
             .bind(&self.release.ids)
             .bind(&self.release.deliveries)
-            .execute(pool)
+            .execute(work)
             .await?;
         }
         if !self.retry.ids.is_empty() {
@@ -412,7 +455,7 @@ impl Completions {
             .bind(&self.retry_delays)
             .bind(&self.retry_counts)
             .bind(&self.retry_errors)
-            .execute(pool)
+            .execute(work)
             .await?;
         }
         if !self.dead.ids.is_empty() {
