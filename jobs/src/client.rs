@@ -329,7 +329,6 @@ impl JobsBuilder {
         }
 
         for registration in served.iter() {
-            check_queue(registration.config.queue)?;
             if !backends.contains_key(&registration.backend) {
                 return Err(Error::BackendNotConfigured {
                     worker: registration.name.to_owned(),
@@ -337,14 +336,7 @@ impl JobsBuilder {
                     method: registration.backend.builder_method(),
                 });
             }
-            let mut needs = Vec::new();
-            (registration.requirements)(&mut needs);
-            if let Some(missing) = needs.iter().find(|n| !self.state.contains(n.type_id)) {
-                return Err(Error::MissingState {
-                    worker: registration.name.to_owned(),
-                    state: missing.type_name,
-                });
-            }
+            registration.check(&self.state)?;
         }
 
         for (kind, backend) in &backends {

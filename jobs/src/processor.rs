@@ -147,15 +147,7 @@ impl Processor {
         }
         let state = jobs.state();
         for registration in registry.iter() {
-            crate::client::check_queue(registration.config.queue)?;
-            let mut needs = Vec::new();
-            (registration.requirements)(&mut needs);
-            if let Some(missing) = needs.iter().find(|n| !state.contains(n.type_id)) {
-                return Err(Error::MissingState {
-                    worker: registration.name.to_owned(),
-                    state: missing.type_name,
-                });
-            }
+            registration.check(&state)?;
         }
         let queues = registry.queues();
         Ok(Self {

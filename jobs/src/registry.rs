@@ -1,5 +1,6 @@
 //! Every worker of the program, collected at link time, checked, and looked up by name.
 
+use crate::context::StateMap;
 use crate::{
     BackendKind, BoxError, Enqueuer, Error, JobContext, StateRequirement, Worker, WorkerConfig,
 };
@@ -45,6 +46,20 @@ impl Registration {
             type_id: TypeId::of::<W>,
             file,
             line,
+        }
+    }
+
+    /// Checks what a processor needs to run this worker: a storable queue name and its state.
+    pub(crate) fn check(&self, state: &StateMap) -> Result<(), Error> {
+        crate::client::check_queue(self.config.queue)?;
+        let mut needs = Vec::new();
+        (self.requirements)(&mut needs);
+        match needs.iter().find(|n| !state.contains(n.type_id)) {
+            Some(missing) => Err(Error::MissingState {
+                worker: self.name.to_owned(),
+                state: missing.type_name,
+            }),
+            None => Ok(()),
         }
     }
 
