@@ -31,6 +31,7 @@ pub fn expand(model: &Model) -> TokenStream {
         config = quote!(#config.timeout(::core::time::Duration::from_millis(#ms)));
     }
 
+    let drain = &model.drain;
     let vars: Vec<Ident> = (0..model.extractors.len())
         .map(|i| format_ident!("__extracted_{}", i))
         .collect();
@@ -64,6 +65,8 @@ pub fn expand(model: &Model) -> TokenStream {
             type Enqueuer = #enqueuer;
             const NAME: &'static str = #name;
             const CONFIG: ::jobs::WorkerConfig = #config;
+            const DRAIN: &'static [::jobs::BackendKind] =
+                &[#(<#drain as ::jobs::Enqueuer>::BACKEND),*];
 
             fn requirements(__out: &mut ::std::vec::Vec<::jobs::StateRequirement>) {
                 let _ = &__out;

@@ -5,7 +5,7 @@ use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, ItemFn, LitInt, LitStr, PathArguments, ReturnType, Type};
 
-const ARGUMENTS: &str = "enqueuer, queue, name, max_retries, retry_delay, timeout";
+const ARGUMENTS: &str = "enqueuer, drain, queue, name, max_retries, retry_delay, timeout";
 /// pgmq's limit on queue names (its longest derived table name must fit in 63 bytes).
 const MAX_QUEUE_LEN: usize = 47;
 
@@ -13,6 +13,7 @@ const MAX_QUEUE_LEN: usize = 47;
 pub struct Model {
     pub item: ItemFn,
     pub enqueuer: syn::Path,
+    pub drain: Vec<syn::Path>,
     pub queue: Option<LitStr>,
     pub name: Option<LitStr>,
     pub max_retries: Option<u32>,
@@ -25,6 +26,7 @@ pub struct Model {
 #[derive(Default)]
 struct Arguments {
     enqueuer: Option<syn::Path>,
+    drain: Option<Vec<syn::Path>>,
     queue: Option<LitStr>,
     name: Option<LitStr>,
     max_retries: Option<u32>,
@@ -46,6 +48,10 @@ pub fn parse(args: TokenStream, item: TokenStream) -> syn::Result<Model> {
             "enqueuer" => {
                 let path: syn::Path = meta.value()?.parse()?;
                 set(&mut parsed.enqueuer, path, duplicate)
+            }
+            "drain" => {
+                let drains = parse_drain(meta.value()?)?;
+                set(&mut parsed.drain, drains, duplicate)
             }
             "queue" => {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -88,10 +94,18 @@ pub fn parse(args: TokenStream, item: TokenStream) -> syn::Result<Model> {
             "missing `enqueuer`: add `enqueuer = Pg` (the backend this worker's jobs go to)",
         )
     })?;
+    let drain = parsed.drain.unwrap_or_default();
+    if let Some(own) = drain.iter().find(|d| path_text(d) == path_text(&enqueuer)) {
+        return Err(syn::Error::new(
+            own.span(),
+            "`drain` names the worker's own `enqueuer`; list only the backends it moved away from",
+        ));
+    }
     let (args_ty, extractors) = check_signature(&item)?;
     Ok(Model {
         item,
         enqueuer,
+        drain,
         queue: parsed.queue,
         name: parsed.name,
         max_retries: parsed.max_retries,
@@ -108,6 +122,26 @@ fn set<T>(slot: &mut Option<T>, value: T, duplicate: impl Fn() -> syn::Error) ->
     }
     *slot = Some(value);
     Ok(())
+}
+
+/// `drain = Sidekiq` or `drain = [Sidekiq, Pg]`.
+fn parse_drain(input: syn::parse::ParseStream) -> syn::Result<Vec<syn::Path>> {
+    if input.peek(syn::token::Bracket) {
+        let content;
+        let brackets = syn::bracketed!(content in input);
+        let paths = syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated(
+            &content,
+        )?;
+        if paths.is_empty() {
+            return Err(syn::Error::new(
+                brackets.span.join(),
+                "`drain` lists at least one backend, e.g. `drain = [Sidekiq]`",
+            ));
+        }
+        Ok(paths.into_iter().collect())
+    } else {
+        Ok(vec![input.parse()?])
+    }
 }
 
 fn path_text(path: &syn::Path) -> String {

@@ -1,6 +1,7 @@
 //! `Jobs`: the connections, the state, the settings, and the process-wide default client.
 
 use crate::backend::pg::PgBackend;
+use crate::backend::sidekiq::SidekiqBackend;
 use crate::backend::Backend;
 use crate::context::StateMap;
 use crate::processor::{Processor, Settings};
@@ -75,6 +76,7 @@ impl std::fmt::Debug for Jobs {
 #[must_use]
 pub struct JobsBuilder {
     postgres_url: Option<String>,
+    redis_url: Option<String>,
     postgres_pool: Option<PgPool>,
     state: StateMap,
     queues: Option<Vec<String>>,
@@ -86,6 +88,7 @@ impl Jobs {
     pub fn builder() -> JobsBuilder {
         JobsBuilder {
             postgres_url: None,
+            redis_url: None,
             postgres_pool: None,
             state: StateMap::default(),
             queues: None,
@@ -187,7 +190,8 @@ impl Jobs {
     /// Runs a processor for each configured backend that has workers, until `shutdown` is
     /// cancelled and the running jobs have finished or been released.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
-        let mut kinds: Vec<BackendKind> = self.inner.served.iter().map(|r| r.backend).collect();
+        let mut kinds: Vec<BackendKind> =
+            self.inner.served.iter().flat_map(|r| r.backends()).collect();
         kinds.sort();
         kinds.dedup();
         if kinds.is_empty() {
@@ -197,7 +201,7 @@ impl Jobs {
             .into_iter()
             .map(|kind| {
                 let mut registry = self.inner.served.clone();
-                registry.retain(|r| r.backend == kind);
+                registry.retain(|r| r.runs_on(kind));
                 Processor::new(self, kind, registry, self.inner.settings.clone())
                     .map(|p| p.run(shutdown.clone()))
             })
@@ -206,13 +210,9 @@ impl Jobs {
         Ok(())
     }
 
-    /// The dead letters of the Postgres backend.
-    pub fn dead_letters(&self) -> Result<DeadLetters, Error> {
-        let pg = self.inner.pg.as_ref().ok_or(Error::NotConfigured {
-            backend: BackendKind::Pg,
-            method: BackendKind::Pg.builder_method(),
-        })?;
-        Ok(DeadLetters::new(pg.pool().clone()))
+    /// The dead letters of one backend.
+    pub fn dead_letters(&self, backend: BackendKind) -> Result<DeadLetters, Error> {
+        Ok(DeadLetters::new(self.backend(backend)?.clone()))
     }
 }
 
@@ -240,6 +240,12 @@ impl JobsBuilder {
     /// Uses PostgreSQL at `url` (a pool of 10 connections).
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
         self.postgres_url = Some(url.into());
+        self
+    }
+
+    /// Uses Redis at `url`, in Sidekiq's layout, for workers with `enqueuer = Sidekiq`.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
         self
     }
 
@@ -327,13 +333,16 @@ impl JobsBuilder {
         if let Some(pg) = &pg {
             backends.insert(BackendKind::Pg, pg.clone());
         }
+        if let Some(url) = &self.redis_url {
+            backends.insert(BackendKind::Sidekiq, Arc::new(SidekiqBackend::connect(url).await?));
+        }
 
         for registration in served.iter() {
-            if !backends.contains_key(&registration.backend) {
+            if let Some(missing) = registration.backends().find(|b| !backends.contains_key(b)) {
                 return Err(Error::BackendNotConfigured {
                     worker: registration.name.to_owned(),
-                    backend: registration.backend,
-                    method: registration.backend.builder_method(),
+                    backend: missing,
+                    method: missing.builder_method(),
                 });
             }
             registration.check(&self.state)?;
@@ -342,7 +351,7 @@ impl JobsBuilder {
         for (kind, backend) in &backends {
             let mut queues: Vec<String> = registry
                 .iter()
-                .filter(|r| r.backend == *kind && check_queue(r.config.queue).is_ok())
+                .filter(|r| r.runs_on(*kind) && check_queue(r.config.queue).is_ok())
                 .map(|r| r.config.queue.to_owned())
                 .chain(self.queues.iter().flatten().cloned())
                 .collect();

@@ -1,99 +1,74 @@
 //! Dead letters: jobs that failed for good or could not be decoded, kept with their reason.
 
+use crate::backend::Backend;
 use crate::{Error, JobId};
 use serde_json::Value;
-use sqlx::postgres::PgPool;
+use std::sync::Arc;
 
-/// One dead job, as kept in `jobs.dead_letters`.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// One dead job: in Postgres a row of `jobs.dead_letters`, in Redis an entry of Sidekiq's
+/// `dead` set.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
-    /// The dead letter's own id.
-    pub id: i64,
+    /// The dead letter's id, for [`DeadLetters::retry`] and [`DeadLetters::delete`].
+    pub id: String,
     /// The queue the job was in.
     pub queue: String,
     /// The job's id in that queue.
-    #[sqlx(try_from = "i64")]
     pub job_id: JobId,
-    /// The worker it named, when the envelope could be read.
+    /// The worker it named, when the job could be read.
     pub worker: Option<String>,
-    /// The stored job, exactly as it was (a malformed one too).
+    /// The stored job, exactly as it was (a malformed one too); `None` for an empty body.
     pub message: Option<Value>,
     /// Why it died: the last error.
     pub error: String,
     /// How many runs it had.
-    pub attempts: i32,
-    /// When it was first enqueued.
-    pub enqueued_at: chrono::DateTime<chrono::Utc>,
+    pub attempts: u32,
+    /// When it was first enqueued, when known.
+    pub enqueued_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When it was set aside.
     pub failed_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Lists, re-enqueues and deletes dead letters. From [`Jobs::dead_letters`](crate::Jobs::dead_letters).
+/// Lists, re-enqueues and deletes the dead letters of one backend. From
+/// [`Jobs::dead_letters`](crate::Jobs::dead_letters).
 ///
 /// ```no_run
 /// # async fn demo(jobs: jobs::Jobs) -> Result<(), jobs::Error> {
-/// let dead = jobs.dead_letters()?;
+/// let dead = jobs.dead_letters(jobs::BackendKind::Pg)?;
 /// for letter in dead.list(Some("mailers"), 50).await? {
 ///     println!("{} failed {} times: {}", letter.job_id, letter.attempts, letter.error);
-///     dead.retry(letter.id).await?;
+///     dead.retry(&letter.id).await?;
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeadLetters {
-    pool: PgPool,
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters").finish_non_exhaustive()
+    }
 }
 
 impl DeadLetters {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
     }
 
     /// The newest `limit` dead letters, of one queue or of all.
-    pub async fn list(&self, queue: Option<&str>, limit: i64) -> Result<Vec<DeadLetter>, Error> {
-        Ok(sqlx::query_as(
-            "SELECT id, queue, job_id, worker, message, error, attempts, enqueued_at, failed_at \
-             FROM jobs.dead_letters WHERE $1::text IS NULL OR queue = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(queue)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+    pub async fn list(&self, queue: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        self.backend.dead_list(queue, limit).await
     }
 
-    /// Puts a dead job back on its queue with a fresh retry budget; returns its new id.
-    pub async fn retry(&self, id: i64) -> Result<JobId, Error> {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<(String, Option<Value>)> =
-            sqlx::query_as("DELETE FROM jobs.dead_letters WHERE id = $1 RETURNING queue, message")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (queue, message) = row.ok_or(Error::DeadLetterNotFound(id))?;
-        let message = match message {
-            Some(Value::Object(mut fields)) => {
-                fields.remove("retry_count");
-                fields.remove("error");
-                Value::Object(fields)
-            }
-            other => other.unwrap_or(Value::Null),
-        };
-        let ids = crate::backend::pg::send_on(&mut tx, &queue, vec![message], None).await?;
-        tx.commit().await?;
-        ids.into_iter()
-            .next()
-            .ok_or(Error::Postgres(sqlx::Error::RowNotFound))
+    /// Puts a dead job back on its queue with a fresh retry budget; returns its id there.
+    pub async fn retry(&self, id: &str) -> Result<JobId, Error> {
+        self.backend.dead_retry(id).await
     }
 
     /// Deletes one dead letter for good.
-    pub async fn delete(&self, id: i64) -> Result<(), Error> {
-        let deleted = sqlx::query("DELETE FROM jobs.dead_letters WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::DeadLetterNotFound(id));
-        }
-        Ok(())
+    pub async fn delete(&self, id: &str) -> Result<(), Error> {
+        self.backend.dead_delete(id).await
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 pub enum BackendKind {
     /// PostgreSQL through pgmq.
     Pg,
+    /// Redis, in Sidekiq's layout.
+    Sidekiq,
 }
 
 impl BackendKind {
@@ -18,6 +20,7 @@ impl BackendKind {
     pub(crate) fn builder_method(self) -> &'static str {
         match self {
             Self::Pg => "postgres",
+            Self::Sidekiq => "redis",
         }
     }
 }
@@ -26,6 +29,7 @@ impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Pg => "Pg",
+            Self::Sidekiq => "Sidekiq",
         })
     }
 }
@@ -49,32 +53,59 @@ impl Enqueuer for Pg {
     const BACKEND: BackendKind = BackendKind::Pg;
 }
 
-/// The id a backend gave a job (a pgmq `msg_id` for Postgres).
+/// The Redis backend in Sidekiq's wire format. Use as `#[worker(enqueuer = Sidekiq)]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sidekiq;
+
+impl Enqueuer for Sidekiq {
+    const BACKEND: BackendKind = BackendKind::Sidekiq;
+}
+
+/// The id a backend gave a job: a pgmq `msg_id` for Postgres, a Sidekiq `jid` for Redis.
 ///
 /// ```
 /// let id = jobs::JobId::from(42);
 /// assert_eq!(id.to_string(), "42");
 /// assert_eq!(id.as_i64(), Some(42));
+/// assert_eq!(jobs::JobId::from("5f0c2b".to_owned()).as_i64(), None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct JobId(i64);
+pub struct JobId(Repr);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Number(i64),
+    Text(std::sync::Arc<str>),
+}
 
 impl JobId {
-    /// The numeric id.
+    /// The numeric id, for backends whose ids are numbers.
     pub fn as_i64(&self) -> Option<i64> {
-        Some(self.0)
+        match &self.0 {
+            Repr::Number(n) => Some(*n),
+            Repr::Text(_) => None,
+        }
     }
 }
 
 impl From<i64> for JobId {
     fn from(id: i64) -> Self {
-        Self(id)
+        Self(Repr::Number(id))
+    }
+}
+
+impl From<String> for JobId {
+    fn from(id: String) -> Self {
+        Self(Repr::Text(id.into()))
     }
 }
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        match &self.0 {
+            Repr::Number(n) => write!(f, "{n}"),
+            Repr::Text(text) => f.write_str(text),
+        }
     }
 }
 

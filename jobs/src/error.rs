@@ -73,5 +73,11 @@ pub enum Error {
     Pgmq(#[from] pgmq::PgmqError),
     /// A dead letter that does not exist (any more).
     #[error("no dead letter with id {0}")]
-    DeadLetterNotFound(i64),
+    DeadLetterNotFound(String),
+    /// An error from Redis.
+    #[error("redis: {0}")]
+    Redis(#[from] sidekiq::redis_rs::RedisError),
+    /// No Redis connection could be had from the pool.
+    #[error("redis pool: {0}")]
+    RedisPool(String),
 }

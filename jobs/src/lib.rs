@@ -50,10 +50,10 @@ mod worker;
 pub use client::{Jobs, JobsBuilder};
 pub use context::{FromJobContext, JobContext, JobInfo, MissingState, State, StateRequirement};
 pub use dead::{DeadLetter, DeadLetters};
-pub use enqueue::{BackendKind, Enqueue, EnqueueTx, Enqueuer, JobId, Pg};
+pub use enqueue::{BackendKind, Enqueue, EnqueueTx, Enqueuer, JobId, Pg, Sidekiq};
 pub use envelope::Envelope;
 pub use error::{BoxError, Error};
-pub use processor::{PgProcessor, Processor, ProcessorBuilder};
+pub use processor::{PgProcessor, Processor, ProcessorBuilder, SidekiqProcessor};
 pub use retry::{backoff, MAX_BACKOFF};
 pub use worker::{Worker, WorkerConfig};
 

@@ -1,7 +1,7 @@
 //! The one engine every backend runs on: fetch up to the free slots, run each job under its
 //! timeout with panics caught, record outcomes in batches, keep leases alive, shut down cleanly.
 
-use crate::backend::{Backend, Fetched, Lease, Outcome};
+use crate::backend::{Backend, Fetched, Lease, Outcome, Wait};
 use crate::context::StateMap;
 use crate::registry::{Registration, Registry, RunError};
 use crate::{
@@ -75,12 +75,30 @@ pub struct PgProcessor;
 impl PgProcessor {
     /// Starts a processor of the Postgres backend.
     pub fn builder(jobs: &Jobs) -> ProcessorBuilder {
-        ProcessorBuilder {
-            jobs: jobs.clone(),
-            kind: BackendKind::Pg,
-            registry: Ok(Registry::default()),
-            settings: jobs.settings().clone(),
-        }
+        ProcessorBuilder::new(jobs, BackendKind::Pg)
+    }
+}
+
+/// Builds a Redis (Sidekiq) processor by hand, with the workers named here only. Any worker
+/// can be registered, whatever its `Enqueuer`: that is how a worker that moved from Sidekiq to
+/// Postgres still gets its old jobs run.
+///
+/// ```no_run
+/// # use jobs::{Jobs, SidekiqProcessor};
+/// # #[jobs::worker(enqueuer = jobs::Pg)]
+/// # async fn moved(n: u64) -> anyhow::Result<()> { Ok(()) }
+/// # async fn demo(jobs: Jobs) -> Result<(), jobs::Error> {
+/// let processor = SidekiqProcessor::builder(&jobs).register::<Moved>().build()?;
+/// processor.run(tokio_util::sync::CancellationToken::new()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct SidekiqProcessor;
+
+impl SidekiqProcessor {
+    /// Starts a processor of the Redis backend.
+    pub fn builder(jobs: &Jobs) -> ProcessorBuilder {
+        ProcessorBuilder::new(jobs, BackendKind::Sidekiq)
     }
 }
 
@@ -94,6 +112,15 @@ pub struct ProcessorBuilder {
 }
 
 impl ProcessorBuilder {
+    fn new(jobs: &Jobs, kind: BackendKind) -> Self {
+        Self {
+            jobs: jobs.clone(),
+            kind,
+            registry: Ok(Registry::default()),
+            settings: jobs.settings().clone(),
+        }
+    }
+
     /// Runs jobs of `W` (whatever its `Enqueuer`: a worker that moved backends can be
     /// registered with its old one until that is drained).
     pub fn register<W: Worker>(mut self) -> Self {
@@ -308,9 +335,12 @@ impl Fetcher {
                     continue;
                 }
             };
+            let fetched = if fetched.is_empty() {
+                idle(shared, &queues, &shutdown, &wake).await
+            } else {
+                fetched
+            };
             if fetched.is_empty() {
-                drop(permits);
-                idle(shared, &queues, &shutdown, &wake).await;
                 continue;
             }
             // Serve queues round-robin: the next fetch starts with the next queue.
@@ -339,18 +369,31 @@ impl Fetcher {
     }
 }
 
-/// Sleeps until woken, the next scheduled job is due, the poll interval ends, or shutdown.
-async fn idle(shared: &Shared, queues: &[String], shutdown: &CancellationToken, wake: &Notify) {
-    let mut pause = shared.settings.poll_interval;
-    match shared.backend.next_due(queues).await {
-        Ok(Some(due)) => pause = pause.min(due),
-        Ok(None) => {}
-        Err(err) => tracing::warn!(error = %err, "reading the next due time failed"),
-    }
-    tokio::select! {
-        () = wake.notified() => {}
-        () = tokio::time::sleep(pause) => {}
-        () = shutdown.cancelled() => {}
+/// Waits for work when a fetch found none: the backend blocks, or sleeps until woken, a
+/// scheduled job is due or the poll interval ends. May return a job it claimed while waiting
+/// (never more than one, and the caller holds at least one free slot).
+async fn idle(
+    shared: &Shared,
+    queues: &[String],
+    shutdown: &CancellationToken,
+    wake: &Notify,
+) -> Vec<Fetched> {
+    let wait = Wait {
+        queues,
+        poll: shared.settings.poll_interval,
+        wake,
+        shutdown,
+    };
+    match shared.backend.idle(wait).await {
+        Ok(fetched) => fetched,
+        Err(err) => {
+            tracing::warn!(error = %err, "waiting for jobs failed");
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = shutdown.cancelled() => {}
+            }
+            Vec::new()
+        }
     }
 }
 
@@ -397,7 +440,7 @@ async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
         worker: envelope.worker.clone(),
         queue: job.lease.queue.to_string(),
         attempt: envelope.retry_count.saturating_add(1),
-        enqueued_at: envelope.enqueued_at.or(Some(job.enqueued_at)),
+        enqueued_at: envelope.enqueued_at.or(job.enqueued_at),
     };
     let ctx = JobContext::new(info, shared.state.clone());
     let run = AssertUnwindSafe((registration.handler)(envelope.args.clone(), ctx)).catch_unwind();
@@ -526,7 +569,7 @@ async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
         }
-        let _writing = shared.writes.lock().await;
+        let writing = shared.writes.lock().await;
         let leases: Vec<Lease> = shared
             .running
             .lock()
@@ -534,11 +577,13 @@ async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
             .values()
             .cloned()
             .collect();
-        if leases.is_empty() {
-            continue;
-        }
+        // Called with no leases too: for Redis it is this process's heartbeat.
         if let Err(err) = shared.backend.extend(&leases, shared.settings.lease).await {
             tracing::warn!(error = %err, jobs = leases.len(), "extending leases failed");
+        }
+        drop(writing);
+        if let Err(err) = shared.backend.maintain(shared.settings.lease).await {
+            tracing::warn!(error = %err, "backend maintenance failed");
         }
     }
 }

@@ -24,6 +24,8 @@ type Handler = fn(Value, JobContext) -> BoxFuture<'static, Result<(), RunError>>
 pub struct Registration {
     pub(crate) name: &'static str,
     pub(crate) backend: BackendKind,
+    /// Backends whose leftover jobs of this worker are still processed (`drain = …`).
+    pub(crate) drains: &'static [BackendKind],
     pub(crate) config: WorkerConfig,
     pub(crate) handler: Handler,
     pub(crate) requirements: fn(&mut Vec<StateRequirement>),
@@ -40,6 +42,7 @@ impl Registration {
         Self {
             name: W::NAME,
             backend: <W::Enqueuer as Enqueuer>::BACKEND,
+            drains: W::DRAIN,
             config: W::CONFIG,
             handler: run_erased::<W>,
             requirements: W::requirements,
@@ -47,6 +50,16 @@ impl Registration {
             file,
             line,
         }
+    }
+
+    /// Its backend, then the backends it drains.
+    pub(crate) fn backends(&self) -> impl Iterator<Item = BackendKind> + '_ {
+        std::iter::once(self.backend).chain(self.drains.iter().copied())
+    }
+
+    /// Whether a processor of `kind` runs this worker's jobs.
+    pub(crate) fn runs_on(&self, kind: BackendKind) -> bool {
+        self.backend == kind || self.drains.contains(&kind)
     }
 
     /// Checks what a processor needs to run this worker: a storable queue name and its state.

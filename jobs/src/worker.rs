@@ -1,6 +1,6 @@
 //! The `Worker` trait: what a job type is, where it goes, and how it runs.
 
-use crate::{BoxError, Enqueuer, JobContext, StateRequirement};
+use crate::{BackendKind, BoxError, Enqueuer, JobContext, StateRequirement};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
@@ -36,12 +36,15 @@ use std::time::Duration;
 pub trait Worker: Sized + Send + Sync + 'static {
     /// The job's arguments, stored as JSON.
     type Args: Serialize + DeserializeOwned + Send + 'static;
-    /// The backend the job is enqueued to: [`Pg`](crate::Pg).
+    /// The backend the job is enqueued to: [`Pg`](crate::Pg) or [`Sidekiq`](crate::Sidekiq).
     type Enqueuer: Enqueuer;
     /// The job name stored with each job; unique among the workers of a program.
     const NAME: &'static str;
     /// Queue, retries, backoff and timeout.
     const CONFIG: WorkerConfig = WorkerConfig::DEFAULT;
+    /// Backends this worker moved away from whose leftover jobs are still run
+    /// (`drain = Sidekiq` of `#[worker]`); remove an entry once that backend has none left.
+    const DRAIN: &'static [BackendKind] = &[];
 
     /// Lists the state types the handler needs, checked when [`Jobs`](crate::Jobs) connects.
     fn requirements(out: &mut Vec<StateRequirement>) {

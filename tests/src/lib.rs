@@ -137,3 +137,178 @@ pub async fn send_raw(pool: &PgPool, queue: &str, body: serde_json::Value) -> i6
         .await
         .expect("pgmq.send")
 }
+
+/// The Redis the test command set up.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Direct access to one backend's storage, for writing raw jobs and checking what is left.
+#[derive(Clone)]
+pub enum Store {
+    Pg(PgPool),
+    Redis(redis::aio::MultiplexedConnection),
+}
+
+impl Store {
+    pub async fn of(kind: jobs::BackendKind) -> Self {
+        match kind {
+            jobs::BackendKind::Pg => Store::Pg(pool().await),
+            _ => {
+                let client = redis::Client::open(redis_url()).expect("REDIS_URL");
+                Store::Redis(
+                    client
+                        .get_multiplexed_async_connection()
+                        .await
+                        .expect("connect to REDIS_URL"),
+                )
+            }
+        }
+    }
+
+    fn redis(&self) -> redis::aio::MultiplexedConnection {
+        match self {
+            Store::Redis(conn) => conn.clone(),
+            Store::Pg(_) => unreachable!("not a Redis store"),
+        }
+    }
+
+    async fn redis_keys(&self, pattern: &str) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut self.redis())
+            .await
+            .expect("KEYS")
+    }
+
+    /// Redis sorted-set entries (schedule, retry, dead) of `queue`.
+    async fn zset_entries(&self, set: &str, queue: &str) -> Vec<String> {
+        let all: Vec<String> = redis::cmd("ZRANGE")
+            .arg(set)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.redis())
+            .await
+            .expect("ZRANGE");
+        all.into_iter()
+            .filter(|raw| {
+                serde_json::from_str::<serde_json::Value>(raw)
+                    .map(|job| job["queue"] == queue)
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    /// Removes what earlier runs left in `queue`: jobs, claims, schedules, dead letters.
+    pub async fn purge(&self, queue: &str) {
+        match self {
+            Store::Pg(pool) => purge(pool, queue).await,
+            Store::Redis(_) => {
+                let mut conn = self.redis();
+                let mut keys = self.redis_keys(&format!("jobs:working:*:{queue}")).await;
+                keys.push(format!("queue:{queue}"));
+                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
+                for set in ["schedule", "retry", "dead"] {
+                    let entries = self.zset_entries(set, queue).await;
+                    if !entries.is_empty() {
+                        let _: () = redis::cmd("ZREM")
+                            .arg(set)
+                            .arg(&entries)
+                            .query_async(&mut conn)
+                            .await
+                            .expect("ZREM");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Jobs of `queue` not yet finished: waiting, scheduled, claimed or awaiting a retry.
+    pub async fn pending(&self, queue: &str) -> i64 {
+        match self {
+            Store::Pg(pool) => queued(pool, queue).await,
+            Store::Redis(_) => {
+                let mut total = self.ready(queue).await;
+                for key in self.redis_keys(&format!("jobs:working:*:{queue}")).await {
+                    let n: i64 = redis::cmd("LLEN").arg(&key).query_async(&mut self.redis()).await.expect("LLEN");
+                    total += n;
+                }
+                for set in ["schedule", "retry"] {
+                    total += self.zset_entries(set, queue).await.len() as i64;
+                }
+                total
+            }
+        }
+    }
+
+    /// Jobs of `queue` that a processor could claim right now.
+    pub async fn ready(&self, queue: &str) -> i64 {
+        match self {
+            Store::Pg(pool) => sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM pgmq.q_{queue} WHERE vt <= clock_timestamp()"
+            ))
+            .fetch_one(pool)
+            .await
+            .expect("count ready"),
+            Store::Redis(_) => redis::cmd("LLEN")
+                .arg(format!("queue:{queue}"))
+                .query_async(&mut self.redis())
+                .await
+                .expect("LLEN"),
+        }
+    }
+
+    /// Stores a job for `worker` in the backend's own format, as another client would.
+    pub async fn send_job(&self, queue: &str, worker: &str, args: serde_json::Value) {
+        match self {
+            Store::Pg(pool) => {
+                send_raw(pool, queue, serde_json::json!({"worker": worker, "args": args})).await;
+            }
+            Store::Redis(_) => {
+                let job = serde_json::json!({
+                    "class": worker, "args": [args], "queue": queue, "retry": true,
+                    "jid": format!("{:024x}", rand_id()), "created_at": 1.7e9, "enqueued_at": 1.7e9,
+                });
+                self.push_raw(queue, &job.to_string()).await;
+            }
+        }
+    }
+
+    async fn push_raw(&self, queue: &str, raw: &str) {
+        let _: () = redis::cmd("LPUSH")
+            .arg(format!("queue:{queue}"))
+            .arg(raw)
+            .query_async(&mut self.redis())
+            .await
+            .expect("LPUSH");
+    }
+
+    /// Stores malformed jobs (not decodable as a job of this backend); returns how many.
+    pub async fn send_poison(&self, queue: &str) -> usize {
+        match self {
+            Store::Pg(pool) => {
+                send_raw(pool, queue, serde_json::json!("just a string")).await;
+                send_raw(pool, queue, serde_json::json!({"args": {"n": 1}})).await;
+                send_raw(pool, queue, serde_json::json!({"worker": 42, "args": {}})).await;
+                sqlx::query(&format!("SELECT pgmq.send('{queue}', NULL::jsonb)"))
+                    .execute(pool)
+                    .await
+                    .expect("send NULL");
+                4
+            }
+            Store::Redis(_) => {
+                for raw in ["not json at all", "{\"class\": \"Trunc", "[1, 2, 3]", "{\"args\": [1]}"] {
+                    self.push_raw(queue, raw).await;
+                }
+                4
+            }
+        }
+    }
+}
+
+fn rand_id() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    u128::from(hasher.finish())
+}

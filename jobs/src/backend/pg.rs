@@ -2,8 +2,8 @@
 //! message whose body is the [`Envelope`](crate::Envelope); dead letters live in
 //! `jobs.dead_letters`.
 
-use super::{Backend, Fetched, Lease, Outcome};
-use crate::{Error, JobId};
+use super::{Backend, Fetched, Lease, Outcome, Wait};
+use crate::{DeadLetter, Error, JobId};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use pgmq::PGMQueueExt;
@@ -68,6 +68,24 @@ impl PgBackend {
             .connect_lazy_with(options);
         let pgmq = PGMQueueExt::new_with_pool(work.clone()).await;
         Self { pool, work, pgmq }
+    }
+
+    /// How long until the earliest job in `queues` that is not ready yet becomes ready.
+    async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, Error> {
+        if queues.is_empty() {
+            return Ok(None);
+        }
+        let union = queues
+            .iter()
+            .map(|q| format!("SELECT min(vt) AS vt FROM {}", table(q)))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let ms: Option<f64> = sqlx::query_scalar(&format!(
+            "SELECT (extract(epoch FROM min(vt) - clock_timestamp()) * 1000)::float8 FROM ({union}) AS due"
+        ))
+        .fetch_one(&self.work)
+        .await?;
+        Ok(ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
     }
 
     pub(crate) fn pool(&self) -> &PgPool {
@@ -231,9 +249,10 @@ impl Backend for PgBackend {
                                 queue: queue.clone(),
                                 id: JobId::from(id),
                                 delivery,
+                                raw: None,
                             },
                             payload: message.unwrap_or(Value::Null),
-                            enqueued_at,
+                            enqueued_at: Some(enqueued_at),
                         }),
                 );
             }
@@ -284,25 +303,82 @@ impl Backend for PgBackend {
         })
     }
 
-    fn next_due<'a>(
-        &'a self,
-        queues: &'a [String],
-    ) -> BoxFuture<'a, Result<Option<Duration>, Error>> {
+    fn idle<'a>(&'a self, wait: Wait<'a>) -> BoxFuture<'a, Result<Vec<Fetched>, Error>> {
         Box::pin(async move {
-            if queues.is_empty() {
-                return Ok(None);
+            let mut pause = wait.poll;
+            if let Some(due) = self.next_due(wait.queues).await? {
+                pause = pause.min(due);
             }
-            let union = queues
-                .iter()
-                .map(|q| format!("SELECT min(vt) AS vt FROM {}", table(q)))
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            let ms: Option<f64> = sqlx::query_scalar(&format!(
-                "SELECT (extract(epoch FROM min(vt) - clock_timestamp()) * 1000)::float8 FROM ({union}) AS due"
-            ))
-            .fetch_one(&self.work)
+            tokio::select! {
+                () = wait.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                () = wait.shutdown.cancelled() => {}
+            }
+            Ok(Vec::new())
+        })
+    }
+
+    fn maintain(&self, _lease: Duration) -> BoxFuture<'_, Result<(), Error>> {
+        // Expired leases need no sweep: pgmq hands out a message again once its vt has passed.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn dead_list<'a>(
+        &'a self,
+        queue: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, Error>> {
+        Box::pin(async move {
+            let rows: Vec<DeadRow> = sqlx::query_as(
+                "SELECT id, queue, job_id, worker, message, error, attempts, enqueued_at, failed_at \
+                 FROM jobs.dead_letters WHERE $1::text IS NULL OR queue = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(queue)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
             .await?;
-            Ok(ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
+            Ok(rows.into_iter().map(DeadRow::into_letter).collect())
+        })
+    }
+
+    fn dead_retry<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<JobId, Error>> {
+        Box::pin(async move {
+            let not_found = || Error::DeadLetterNotFound(id.to_owned());
+            let key: i64 = id.parse().map_err(|_| not_found())?;
+            let mut tx = self.pool.begin().await?;
+            let row: Option<(String, Option<Value>)> = sqlx::query_as(
+                "DELETE FROM jobs.dead_letters WHERE id = $1 RETURNING queue, message",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (queue, message) = row.ok_or_else(not_found)?;
+            let message = match message {
+                Some(Value::Object(mut fields)) => {
+                    fields.remove("retry_count");
+                    fields.remove("error");
+                    Value::Object(fields)
+                }
+                other => other.unwrap_or(Value::Null),
+            };
+            let ids = send_on(&mut tx, &queue, vec![message], None).await?;
+            tx.commit().await?;
+            ids.into_iter().next().ok_or_else(not_found)
+        })
+    }
+
+    fn dead_delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let not_found = || Error::DeadLetterNotFound(id.to_owned());
+            let key: i64 = id.parse().map_err(|_| not_found())?;
+            let deleted = sqlx::query("DELETE FROM jobs.dead_letters WHERE id = $1")
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+            if deleted.rows_affected() == 0 {
+                return Err(not_found());
+            }
+            Ok(())
         })
     }
 
@@ -489,5 +565,35 @@ impl crate::EnqueueTx<crate::Pg> for &mut PgConnection {
         payloads: Vec<Value>,
     ) -> impl std::future::Future<Output = Result<Vec<JobId>, Error>> + Send {
         send_on(self, queue, payloads, None)
+    }
+}
+
+/// A row of `jobs.dead_letters`.
+#[derive(sqlx::FromRow)]
+struct DeadRow {
+    id: i64,
+    queue: String,
+    job_id: i64,
+    worker: Option<String>,
+    message: Option<Value>,
+    error: String,
+    attempts: i32,
+    enqueued_at: DateTime<Utc>,
+    failed_at: DateTime<Utc>,
+}
+
+impl DeadRow {
+    fn into_letter(self) -> DeadLetter {
+        DeadLetter {
+            id: self.id.to_string(),
+            queue: self.queue,
+            job_id: JobId::from(self.job_id),
+            worker: self.worker,
+            message: self.message,
+            error: self.error,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            enqueued_at: Some(self.enqueued_at),
+            failed_at: self.failed_at,
+        }
     }
 }
