@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     let token = shutdown.clone();
     let processor = tokio::spawn(async move { runner.run(token).await });
 
-    let dead = jobs.dead_letters()?;
+    let dead = jobs.dead_letters(jobs::BackendKind::Pg)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let letters = dead.list(Some("example_mailers"), 10).await?;
@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 letter.attempts,
                 letter.error
             );
-            dead.delete(letter.id).await?;
+            dead.delete(&letter.id).await?;
         }
     }
     shutdown.cancel();

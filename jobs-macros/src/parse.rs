@@ -129,9 +129,8 @@ fn parse_drain(input: syn::parse::ParseStream) -> syn::Result<Vec<syn::Path>> {
     if input.peek(syn::token::Bracket) {
         let content;
         let brackets = syn::bracketed!(content in input);
-        let paths = syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated(
-            &content,
-        )?;
+        let paths =
+            syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated(&content)?;
         if paths.is_empty() {
             return Err(syn::Error::new(
                 brackets.span.join(),

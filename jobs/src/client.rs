@@ -190,8 +190,12 @@ impl Jobs {
     /// Runs a processor for each configured backend that has workers, until `shutdown` is
     /// cancelled and the running jobs have finished or been released.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
-        let mut kinds: Vec<BackendKind> =
-            self.inner.served.iter().flat_map(|r| r.backends()).collect();
+        let mut kinds: Vec<BackendKind> = self
+            .inner
+            .served
+            .iter()
+            .flat_map(|r| r.backends())
+            .collect();
         kinds.sort();
         kinds.dedup();
         if kinds.is_empty() {
@@ -334,7 +338,10 @@ impl JobsBuilder {
             backends.insert(BackendKind::Pg, pg.clone());
         }
         if let Some(url) = &self.redis_url {
-            backends.insert(BackendKind::Sidekiq, Arc::new(SidekiqBackend::connect(url).await?));
+            backends.insert(
+                BackendKind::Sidekiq,
+                Arc::new(SidekiqBackend::connect(url).await?),
+            );
         }
 
         for registration in served.iter() {

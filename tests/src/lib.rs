@@ -207,7 +207,11 @@ impl Store {
                 let mut conn = self.redis();
                 let mut keys = self.redis_keys(&format!("jobs:working:*:{queue}")).await;
                 keys.push(format!("queue:{queue}"));
-                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
+                let _: () = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("DEL");
                 for set in ["schedule", "retry", "dead"] {
                     let entries = self.zset_entries(set, queue).await;
                     if !entries.is_empty() {
@@ -230,7 +234,11 @@ impl Store {
             Store::Redis(_) => {
                 let mut total = self.ready(queue).await;
                 for key in self.redis_keys(&format!("jobs:working:*:{queue}")).await {
-                    let n: i64 = redis::cmd("LLEN").arg(&key).query_async(&mut self.redis()).await.expect("LLEN");
+                    let n: i64 = redis::cmd("LLEN")
+                        .arg(&key)
+                        .query_async(&mut self.redis())
+                        .await
+                        .expect("LLEN");
                     total += n;
                 }
                 for set in ["schedule", "retry"] {
@@ -262,7 +270,12 @@ impl Store {
     pub async fn send_job(&self, queue: &str, worker: &str, args: serde_json::Value) {
         match self {
             Store::Pg(pool) => {
-                send_raw(pool, queue, serde_json::json!({"worker": worker, "args": args})).await;
+                send_raw(
+                    pool,
+                    queue,
+                    serde_json::json!({"worker": worker, "args": args}),
+                )
+                .await;
             }
             Store::Redis(_) => {
                 let job = serde_json::json!({
@@ -297,7 +310,12 @@ impl Store {
                 4
             }
             Store::Redis(_) => {
-                for raw in ["not json at all", "{\"class\": \"Trunc", "[1, 2, 3]", "{\"args\": [1]}"] {
+                for raw in [
+                    "not json at all",
+                    "{\"class\": \"Trunc",
+                    "[1, 2, 3]",
+                    "{\"args\": [1]}",
+                ] {
                     self.push_raw(queue, raw).await;
                 }
                 4
@@ -309,6 +327,10 @@ impl Store {
 fn rand_id() -> u128 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     u128::from(hasher.finish())
 }

@@ -34,7 +34,9 @@ async fn a_committed_transaction_enqueues_its_job() {
     let pool = fresh("t_tx").await;
     let jobs = connect("t_tx").await;
     let mut tx = pool.begin().await.unwrap();
-    TxProbe::enqueue_tx(&mut *tx, Probe::new("tx", 5)).await.unwrap();
+    TxProbe::enqueue_tx(&mut *tx, Probe::new("tx", 5))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(queued(&pool, "t_tx").await, 1);
     let running = Running::start(&jobs);

@@ -33,12 +33,25 @@ async fn a_worker_that_moved_to_pg_still_drains_its_sidekiq_jobs() {
     let jobs = connect("t_moved").await;
     // Left in Redis by the deploy before the move…
     redis
-        .send_job("t_moved", "Moved", serde_json::json!({"key": "moved", "n": 1}))
+        .send_job(
+            "t_moved",
+            "Moved",
+            serde_json::json!({"key": "moved", "n": 1}),
+        )
         .await;
     // …and enqueued to Postgres since.
     Moved::enqueue(Probe::new("moved", 2)).await.unwrap();
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { runs("moved").len() == 2 }).await, "{:?}", runs("moved"));
-    assert!(eventually(WAIT, || async { redis.pending("t_moved").await == 0 && pg.pending("t_moved").await == 0 }).await);
+    assert!(
+        eventually(WAIT, || async { runs("moved").len() == 2 }).await,
+        "{:?}",
+        runs("moved")
+    );
+    assert!(
+        eventually(WAIT, || async {
+            redis.pending("t_moved").await == 0 && pg.pending("t_moved").await == 0
+        })
+        .await
+    );
     running.stop().await;
 }

@@ -92,8 +92,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn complete<'a>(&'a self, batch: &'a [(Lease, Outcome)]) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Pushes the leases of running jobs forward; called periodically, with no leases too.
-    fn extend<'a>(&'a self, leases: &'a [Lease], lease: Duration)
-        -> BoxFuture<'a, Result<(), Error>>;
+    fn extend<'a>(
+        &'a self,
+        leases: &'a [Lease],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Periodic housekeeping, such as recovering the jobs of processes that died.
     fn maintain(&self, lease: Duration) -> BoxFuture<'_, Result<(), Error>>;

@@ -153,7 +153,9 @@ fn now_secs() -> f64 {
 
 /// A Sidekiq jid: 12 random bytes in hex.
 fn new_jid() -> String {
-    (0..12).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+    (0..12)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
 }
 
 fn working_list(identity: &str, queue: &str) -> String {
@@ -300,7 +302,10 @@ fn failed_job(raw: &str, queue: &str, error: &str, failures: u32) -> String {
     }
     job.insert("error_message".into(), Value::from(error));
     job.insert("error_class".into(), Value::from("jobs::JobError"));
-    job.insert("retry_count".into(), Value::from(failures.saturating_sub(1)));
+    job.insert(
+        "retry_count".into(),
+        Value::from(failures.saturating_sub(1)),
+    );
     Value::Object(job).to_string()
 }
 
@@ -404,7 +409,12 @@ impl Backend for SidekiqBackend {
             } else {
                 MULTI_QUEUE_BLOCK
             };
-            if let Some(due) = schedule.iter().chain(&retry).map(|(_, at)| *at).reduce(f64::min) {
+            if let Some(due) = schedule
+                .iter()
+                .chain(&retry)
+                .map(|(_, at)| *at)
+                .reduce(f64::min)
+            {
                 let until = (due - now_secs()).max(0.0);
                 block = block.min(Duration::from_secs_f64(until));
             }
@@ -425,7 +435,10 @@ impl Backend for SidekiqBackend {
                 .query_async(&mut *redis)
                 .await?;
             let queue: Arc<str> = Arc::from(first.as_str());
-            Ok(job.map(|raw| Self::fetched(&queue, raw)).into_iter().collect())
+            Ok(job
+                .map(|raw| Self::fetched(&queue, raw))
+                .into_iter()
+                .collect())
         })
     }
 
@@ -497,7 +510,10 @@ impl Backend for SidekiqBackend {
                 .invoke_async(conn.unnamespaced_borrow_mut())
                 .await?;
             if moved > 0 {
-                tracing::warn!(jobs = moved, "recovered the jobs of a processor that stopped heartbeating");
+                tracing::warn!(
+                    jobs = moved,
+                    "recovered the jobs of a processor that stopped heartbeating"
+                );
             }
             Ok(())
         })
@@ -540,7 +556,13 @@ impl Backend for SidekiqBackend {
                 Ok(Value::Object(fields)) => fields,
                 _ => return Err(Error::DeadLetterNotFound(id.to_owned())),
             };
-            for field in ["retry_count", "error_message", "error_class", "failed_at", "retried_at"] {
+            for field in [
+                "retry_count",
+                "error_message",
+                "error_class",
+                "failed_at",
+                "retried_at",
+            ] {
                 job.remove(field);
             }
             let queue = job

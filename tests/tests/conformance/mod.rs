@@ -57,7 +57,9 @@ async fn every_enqueue_variant_is_processed() {
     let store = fresh("t_enqueue").await;
     let jobs = connect("t_enqueue").await;
     let key = "enqueue";
-    jobs.enqueue::<EnqueueProbe>(Probe::new(key, 1)).await.unwrap();
+    jobs.enqueue::<EnqueueProbe>(Probe::new(key, 1))
+        .await
+        .unwrap();
     EnqueueProbe::enqueue(Probe::new(key, 2)).await.unwrap();
     let ids = EnqueueProbe::enqueue_batch((3..=5).map(|n| Probe::new(key, n)))
         .await
@@ -66,7 +68,11 @@ async fn every_enqueue_variant_is_processed() {
     assert_eq!(store.pending("t_enqueue").await, 5);
 
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { runs(key).len() == 5 }).await, "{:?}", runs(key));
+    assert!(
+        eventually(WAIT, || async { runs(key).len() == 5 }).await,
+        "{:?}",
+        runs(key)
+    );
     assert!(eventually(WAIT, || async { store.pending("t_enqueue").await == 0 }).await);
     running.stop().await;
     let mut seen: Vec<u64> = runs(key).iter().map(|r| r.n).collect();
@@ -92,7 +98,10 @@ async fn a_delayed_job_runs_after_its_delay_and_not_before() {
     assert!(eventually(WAIT, || async { !runs("delay").is_empty() }).await);
     let waited = start.elapsed();
     running.stop().await;
-    assert!(waited >= Duration::from_millis(1500), "ran after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "ran after {waited:?}"
+    );
     // Woken by the due time, not by the 60 s poll interval.
     assert!(waited < Duration::from_secs(10), "ran after {waited:?}");
 }
@@ -128,7 +137,11 @@ async fn a_job_written_by_another_client_is_run() {
     let store = fresh("t_foreign").await;
     let jobs = connect("t_foreign").await;
     store
-        .send_job("t_foreign", "ForeignProbe", json!({"key": "foreign", "n": 7}))
+        .send_job(
+            "t_foreign",
+            "ForeignProbe",
+            json!({"key": "foreign", "n": 7}),
+        )
         .await;
     let running = Running::start(&jobs);
     assert!(eventually(WAIT, || async { !runs("foreign").is_empty() }).await);
@@ -176,7 +189,12 @@ async fn exhausted_retries_end_as_a_dead_letter_that_can_be_retried() {
     let jobs = connect("t_doomed").await;
     Doomed::enqueue(Probe::new("doomed", 1)).await.unwrap();
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { dead_letters(&jobs, "t_doomed").await.len() == 1 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            dead_letters(&jobs, "t_doomed").await.len() == 1
+        })
+        .await
+    );
     let attempts: Vec<u32> = runs("doomed").iter().map(|r| r.attempt).collect();
     assert_eq!(attempts, vec![1, 2, 3], "max_retries = 2 means three runs");
     assert_eq!(store.pending("t_doomed").await, 0);
@@ -188,7 +206,11 @@ async fn exhausted_retries_end_as_a_dead_letter_that_can_be_retried() {
     assert!(letter.message.is_some());
 
     // Re-enqueued with a fresh budget; this time it succeeds on its first run.
-    jobs.dead_letters(KIND).unwrap().retry(&letter.id).await.unwrap();
+    jobs.dead_letters(KIND)
+        .unwrap()
+        .retry(&letter.id)
+        .await
+        .unwrap();
     assert!(eventually(WAIT, || async { runs("doomed").len() == 4 }).await);
     assert!(eventually(WAIT, || async { store.pending("t_doomed").await == 0 }).await);
     running.stop().await;
@@ -233,9 +255,16 @@ async fn always_panics(_p: Probe) -> anyhow::Result<()> {
 async fn a_panic_message_is_kept_with_the_dead_letter() {
     let _store = fresh("t_panic_dead").await;
     let jobs = connect("t_panic_dead").await;
-    AlwaysPanics::enqueue(Probe::new("panic-dead", 1)).await.unwrap();
+    AlwaysPanics::enqueue(Probe::new("panic-dead", 1))
+        .await
+        .unwrap();
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { dead_letters(&jobs, "t_panic_dead").await.len() == 1 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            dead_letters(&jobs, "t_panic_dead").await.len() == 1
+        })
+        .await
+    );
     running.stop().await;
     let letter = dead_letters(&jobs, "t_panic_dead").await.remove(0);
     assert_eq!(letter.error, "panicked: always");
@@ -280,18 +309,28 @@ async fn poison_jobs_and_args_are_dead_lettered_at_once() {
     let jobs = connect("t_poison").await;
     let poison = store.send_poison("t_poison").await;
     store
-        .send_job("t_poison", "PoisonProbe", json!({"key": "poison", "n": "NaN"}))
+        .send_job(
+            "t_poison",
+            "PoisonProbe",
+            json!({"key": "poison", "n": "NaN"}),
+        )
         .await;
     store
         .send_job("t_poison", "PoisonProbe", json!({"key": "poison", "n": 1}))
         .await;
     let running = Running::start(&jobs);
     assert!(
-        eventually(WAIT, || async { dead_letters(&jobs, "t_poison").await.len() == poison + 1 }).await,
+        eventually(WAIT, || async {
+            dead_letters(&jobs, "t_poison").await.len() == poison + 1
+        })
+        .await,
         "{:?}",
         dead_letters(&jobs, "t_poison").await
     );
-    assert!(eventually(WAIT, || async { runs("poison").len() == 1 }).await, "the good job still runs");
+    assert!(
+        eventually(WAIT, || async { runs("poison").len() == 1 }).await,
+        "the good job still runs"
+    );
     assert!(eventually(WAIT, || async { store.pending("t_poison").await == 0 }).await);
     running.stop().await;
 
@@ -324,9 +363,16 @@ async fn an_unknown_worker_is_retried_then_dead_lettered() {
         b.unknown_worker_retries(2, Duration::from_millis(10))
     })
     .await;
-    store.send_job("t_unknown", "FromTheFuture", json!({})).await;
+    store
+        .send_job("t_unknown", "FromTheFuture", json!({}))
+        .await;
     let running = Running::start(&jobs);
-    assert!(eventually(WAIT, || async { dead_letters(&jobs, "t_unknown").await.len() == 1 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            dead_letters(&jobs, "t_unknown").await.len() == 1
+        })
+        .await
+    );
     running.stop().await;
     let letter = dead_letters(&jobs, "t_unknown").await.remove(0);
     assert_eq!(letter.attempts, 3);
@@ -346,11 +392,17 @@ async fn sleeper(p: Probe, info: JobInfo) -> anyhow::Result<()> {
 async fn shutdown_waits_for_a_running_job_to_finish() {
     let store = fresh("t_shutdown").await;
     let jobs = connect("t_shutdown").await;
-    Sleeper::enqueue(Probe::new("shutdown-wait", 600)).await.unwrap();
+    Sleeper::enqueue(Probe::new("shutdown-wait", 600))
+        .await
+        .unwrap();
     let running = Running::start(&jobs);
     assert!(eventually(WAIT, || async { !runs("shutdown-wait").is_empty() }).await);
     running.stop().await;
-    assert_eq!(runs("shutdown-wait").len(), 2, "finished before run() returned");
+    assert_eq!(
+        runs("shutdown-wait").len(),
+        2,
+        "finished before run() returned"
+    );
     assert_eq!(store.pending("t_shutdown").await, 0, "and was acked");
 }
 
@@ -365,8 +417,13 @@ async fn long_sleeper(p: Probe, info: JobInfo) -> anyhow::Result<()> {
 #[tokio::test]
 async fn shutdown_releases_a_job_still_running_at_the_deadline() {
     let store = fresh("t_release").await;
-    let jobs = connect_with("t_release", |b| b.shutdown_timeout(Duration::from_millis(200))).await;
-    LongSleeper::enqueue(Probe::new("release", 30_000)).await.unwrap();
+    let jobs = connect_with("t_release", |b| {
+        b.shutdown_timeout(Duration::from_millis(200))
+    })
+    .await;
+    LongSleeper::enqueue(Probe::new("release", 30_000))
+        .await
+        .unwrap();
     let running = Running::start(&jobs);
     assert!(eventually(WAIT, || async { !runs("release").is_empty() }).await);
     let start = Instant::now();
@@ -392,7 +449,9 @@ async fn a_job_longer_than_its_lease_is_not_handed_to_another_processor() {
     let store = fresh("t_lease").await;
     let first = connect_with("t_lease", |b| b.lease(Duration::from_secs(1))).await;
     let second = connect_with("t_lease", |b| b.lease(Duration::from_secs(1))).await;
-    OutlivesLease::enqueue(Probe::new("lease", 3_500)).await.unwrap();
+    OutlivesLease::enqueue(Probe::new("lease", 3_500))
+        .await
+        .unwrap();
     let a = Running::start(&first);
     let b = Running::start(&second);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -421,7 +480,12 @@ async fn many_jobs_over_two_processors_run_exactly_once() {
     }
     let ra = Running::start(&a);
     let rb = Running::start(&b);
-    assert!(eventually(Duration::from_secs(60), || async { store.pending("t_many").await == 0 }).await);
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            store.pending("t_many").await == 0
+        })
+        .await
+    );
     ra.stop().await;
     rb.stop().await;
     let mut seen: HashMap<u64, usize> = HashMap::new();
