@@ -44,3 +44,7 @@ ensure_redis() {
   fi
   export REDIS_URL="redis://127.0.0.1:6379"
 }
+
+ensure_ruby_sidekiq() {
+  ruby -e 'require "sidekiq"' >/dev/null 2>&1 || apt_install ruby-sidekiq
+}

@@ -55,3 +55,154 @@ async fn a_worker_that_moved_to_pg_still_drains_its_sidekiq_jobs() {
     );
     running.stop().await;
 }
+
+// ---- interoperability with Ruby's Sidekiq -----------------------------------------------------
+
+fn ruby_script(name: &str) -> String {
+    format!("{}/ruby/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs one of the Ruby scripts and returns its standard output.
+async fn ruby(script: &str, args: &[&str]) -> String {
+    let output = tokio::process::Command::new("ruby")
+        .arg(ruby_script(script))
+        .args(args)
+        .env("REDIS_URL", jobs_tests::redis_url())
+        .output()
+        .await
+        .expect("ruby (installed by scripts/test.sh)");
+    assert!(
+        output.status.success(),
+        "ruby {script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+async fn seen_by_ruby(queue: &str) -> serde_json::Value {
+    serde_json::from_str(&ruby("inspect.rb", &[queue]).await).expect("inspect.rb JSON")
+}
+
+#[worker(enqueuer = Sidekiq, queue = "t_ruby_in", name = "RubyPushed")]
+async fn ruby_pushed(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, p.n, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_job_pushed_by_ruby_sidekiq_client_is_run() {
+    let store = fresh("t_ruby_in").await;
+    let jobs = connect("t_ruby_in").await;
+    ruby(
+        "push.rb",
+        &[
+            "RubyPushed",
+            "t_ruby_in",
+            r#"[{"key": "ruby-in", "n": 42}]"#,
+        ],
+    )
+    .await;
+    let running = Running::start(&jobs);
+    assert!(eventually(WAIT, || async { !runs("ruby-in").is_empty() }).await);
+    assert!(eventually(WAIT, || async { store.pending("t_ruby_in").await == 0 }).await);
+    running.stop().await;
+    assert_eq!(runs("ruby-in")[0].n, 42);
+}
+
+#[worker(enqueuer = Sidekiq, queue = "t_ruby_out", name = "RubyWorker")]
+async fn for_ruby(_p: Probe) -> anyhow::Result<()> {
+    unreachable!("run by the Ruby worker in this test")
+}
+
+#[tokio::test]
+async fn a_job_we_enqueue_is_seen_and_run_by_ruby_sidekiq() {
+    let _store = fresh("t_ruby_out").await;
+    let _jobs = connect("t_ruby_out").await;
+    let id = ForRuby::enqueue(Probe::new("ruby-out", 7)).await.unwrap();
+
+    let seen = seen_by_ruby("t_ruby_out").await;
+    let queued = &seen["queue"][0];
+    assert_eq!(queued["class"], "RubyWorker");
+    assert_eq!(queued["jid"], id.to_string());
+    assert_eq!(
+        queued["args"],
+        serde_json::json!([{"key": "ruby-out", "n": 7}])
+    );
+
+    // The real Sidekiq server runs it with the Ruby class of that name.
+    let out = std::env::temp_dir().join(format!("ruby-worker-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let mut server = tokio::process::Command::new("sidekiq")
+        .args([
+            "-r",
+            &ruby_script("worker.rb"),
+            "-q",
+            "t_ruby_out",
+            "-c",
+            "1",
+        ])
+        .env("REDIS_URL", jobs_tests::redis_url())
+        .env("RUBY_WORKER_OUT", &out)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sidekiq (from ruby-sidekiq)");
+    let ran = eventually(Duration::from_secs(30), || async { out.exists() }).await;
+    let _ = server.kill().await;
+    assert!(ran, "the Ruby worker did not run the job");
+    let args: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(args, serde_json::json!({"key": "ruby-out", "n": 7}));
+}
+
+#[worker(enqueuer = Sidekiq, queue = "t_ruby_sets", max_retries = 1, retry_delay = "1h")]
+async fn fails_for_ruby(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, p.n, 1);
+    anyhow::bail!("failed for {}", p.key)
+}
+
+#[worker(enqueuer = Sidekiq, queue = "t_ruby_sets", max_retries = 0)]
+async fn dies_for_ruby(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, p.n, 1);
+    anyhow::bail!("died for {}", p.key)
+}
+
+#[tokio::test]
+async fn our_retries_and_dead_jobs_show_in_ruby_retry_and_dead_sets() {
+    let _store = fresh("t_ruby_sets").await;
+    let jobs = connect("t_ruby_sets").await;
+    FailsForRuby::enqueue(Probe::new("ruby-retry", 1))
+        .await
+        .unwrap();
+    DiesForRuby::enqueue(Probe::new("ruby-dead", 2))
+        .await
+        .unwrap();
+    let running = Running::start(&jobs);
+    assert!(
+        eventually(WAIT, || async {
+            runs("ruby-retry").len() == 1 && runs("ruby-dead").len() == 1
+        })
+        .await
+    );
+    assert!(
+        eventually(WAIT, || async {
+            let seen = seen_by_ruby("t_ruby_sets").await;
+            seen["retry"].as_array().map_or(0, Vec::len) == 1
+                && seen["dead"].as_array().map_or(0, Vec::len) == 1
+        })
+        .await
+    );
+    running.stop().await;
+    let seen = seen_by_ruby("t_ruby_sets").await;
+    let retry = &seen["retry"][0];
+    assert_eq!(retry["class"], "FailsForRuby");
+    assert_eq!(retry["error_message"], "failed for ruby-retry");
+    assert_eq!(retry["retry_count"], 0, "Sidekiq counts retries from 0");
+    let dead = &seen["dead"][0];
+    assert_eq!(dead["class"], "DiesForRuby");
+    assert_eq!(dead["error_message"], "died for ruby-dead");
+    assert_eq!(
+        dead["args"],
+        serde_json::json!([{"key": "ruby-dead", "n": 2}])
+    );
+}
