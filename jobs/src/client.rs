@@ -271,6 +271,13 @@ impl JobsBuilder {
         self
     }
 
+    /// Serves `queue` `weight` times as often as a queue of weight 1 (the default): each fetch
+    /// picks the queue order at random, weighted, so that no queue starves another.
+    pub fn queue_weight(mut self, queue: impl Into<String>, weight: u32) -> Self {
+        self.settings.queue_weights.insert(queue.into(), weight);
+        self
+    }
+
     /// How many jobs each processor runs at once (default 16).
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.settings.concurrency = concurrency.max(1);

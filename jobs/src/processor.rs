@@ -36,6 +36,7 @@ pub(crate) struct Settings {
     pub shutdown_timeout: Duration,
     pub poll_interval: Duration,
     pub unknown_worker: WorkerConfig,
+    pub queue_weights: HashMap<String, u32>,
 }
 
 impl Default for Settings {
@@ -46,6 +47,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(25),
             poll_interval: Duration::from_secs(5),
             unknown_worker: WorkerConfig::DEFAULT,
+            queue_weights: HashMap::new(),
         }
     }
 }
@@ -135,6 +137,12 @@ impl ProcessorBuilder {
     /// How many jobs run at once.
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.settings.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Serves `queue` `weight` times as often as a queue of weight 1 (the default).
+    pub fn queue_weight(mut self, queue: impl Into<String>, weight: u32) -> Self {
+        self.settings.queue_weights.insert(queue.into(), weight);
         self
     }
 
@@ -266,11 +274,7 @@ async fn fetch_loop(
     let slots = Arc::new(Semaphore::new(shared.settings.concurrency));
     let tasks = Arc::new(Mutex::new(JoinSet::new()));
     let next_key = Arc::new(AtomicU64::new(0));
-    let fetchers = (0..FETCHERS.min(shared.settings.concurrency)).map(|i| {
-        let mut queues = shared.queues.clone();
-        // Each fetcher starts on a different queue.
-        let start = i % queues.len().max(1);
-        queues.rotate_left(start);
+    let fetchers = (0..FETCHERS.min(shared.settings.concurrency)).map(|_| {
         let fetcher = Fetcher {
             shared: shared.clone(),
             slots: slots.clone(),
@@ -278,7 +282,7 @@ async fn fetch_loop(
             next_key: next_key.clone(),
             outcomes: outcomes.clone(),
         };
-        fetcher.run(queues, shutdown.clone(), wake.clone())
+        fetcher.run(shutdown.clone(), wake.clone())
     });
     futures_util::future::join_all(fetchers).await;
     let mut tasks = tasks.lock().unwrap_or_else(PoisonError::into_inner);
@@ -295,9 +299,10 @@ struct Fetcher {
 }
 
 impl Fetcher {
-    async fn run(self, mut queues: Vec<String>, shutdown: CancellationToken, wake: Arc<Notify>) {
+    async fn run(self, shutdown: CancellationToken, wake: Arc<Notify>) {
         let shared = &self.shared;
         let mut errors = 0u32;
+        let mut queues = shared.queues.clone();
         loop {
             let first = tokio::select! {
                 biased;
@@ -343,8 +348,8 @@ impl Fetcher {
             if fetched.is_empty() {
                 continue;
             }
-            // Serve queues round-robin: the next fetch starts with the next queue.
-            queues.rotate_left(1);
+            // Each fetch serves the queues in a new weighted random order, so no queue starves.
+            weighted_order(&mut queues, &shared.settings.queue_weights);
             let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
             while tasks.try_join_next().is_some() {}
             for job in fetched {
@@ -366,6 +371,25 @@ impl Fetcher {
                 ));
             }
         }
+    }
+}
+
+/// Shuffles `queues` so that a queue comes first with a chance proportional to its weight
+/// (default 1), as Sidekiq's weighted queues do (Efraimidis–Spirakis: sort by `u^(1/w)`).
+fn weighted_order(queues: &mut [String], weights: &HashMap<String, u32>) {
+    if queues.len() < 2 {
+        return;
+    }
+    let mut keyed: Vec<(f64, String)> = queues
+        .iter()
+        .map(|queue| {
+            let weight = f64::from(weights.get(queue).copied().unwrap_or(1).max(1));
+            (fastrand::f64().powf(1.0 / weight), queue.clone())
+        })
+        .collect();
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (slot, (_, queue)) in queues.iter_mut().zip(keyed) {
+        *slot = queue;
     }
 }
 

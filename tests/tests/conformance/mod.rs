@@ -515,3 +515,51 @@ async fn state_and_job_info_reach_the_handler() {
     running.stop().await;
     assert_eq!(runs("extract"), vec![Run { n: 3, attempt: 1 }]);
 }
+
+#[worker(enqueuer = B, queue = "t_fair_a")]
+async fn fair_a(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, 0, 1);
+    Ok(())
+}
+
+#[worker(enqueuer = B, queue = "t_fair_b")]
+async fn fair_b(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, 1, 1);
+    Ok(())
+}
+
+/// Runs 200 of 300 + 300 waiting jobs on two queues; returns how many came from each.
+async fn serve_two_queues(key: &str, weight_a: u32) -> (usize, usize) {
+    let store = fresh("t_fair_a").await;
+    store.purge("t_fair_b").await;
+    let jobs = builder()
+        .queues(["t_fair_a", "t_fair_b"])
+        .queue_weight("t_fair_a", weight_a)
+        .concurrency(1)
+        .connect()
+        .await
+        .expect("connect");
+    FairA::enqueue_batch((0..300).map(|n| Probe::new(key, n)))
+        .await
+        .unwrap();
+    FairB::enqueue_batch((0..300).map(|n| Probe::new(key, n)))
+        .await
+        .unwrap();
+    let running = Running::start(&jobs);
+    assert!(eventually(Duration::from_secs(60), || async { runs(key).len() >= 200 }).await);
+    running.stop().await;
+    let served: Vec<u64> = runs(key).iter().take(200).map(|r| r.n).collect();
+    let a = served.iter().filter(|q| **q == 0).count();
+    (a, served.len() - a)
+}
+
+#[tokio::test]
+async fn queues_are_served_fairly_and_by_weight() {
+    let (a, b) = serve_two_queues("fair-equal", 1).await;
+    assert!(
+        a >= 60 && b >= 60,
+        "equal weights starve no queue: {a} vs {b}"
+    );
+    let (a, b) = serve_two_queues("fair-weighted", 3).await;
+    assert!(a > 2 * b, "weight 3 to 1: {a} vs {b}");
+}
