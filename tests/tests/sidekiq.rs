@@ -276,3 +276,43 @@ async fn a_processor_killed_mid_batch_loses_nothing() {
         "only jobs the killed process had claimed may run twice"
     );
 }
+
+// ---- scheduling ---------------------------------------------------------------------------------
+
+#[worker(enqueuer = Sidekiq, queue = "t_scheduled")]
+async fn scheduled(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, p.n, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn due_jobs_move_exactly_once_however_many_processors_run() {
+    const JOBS: u64 = 1_000;
+    let store = fresh("t_scheduled").await;
+    let processors = [
+        conformance::connect("t_scheduled").await,
+        conformance::connect("t_scheduled").await,
+        conformance::connect("t_scheduled").await,
+    ];
+    for n in 0..JOBS {
+        Scheduled::enqueue_in(Duration::from_millis(1500), Probe::new("scheduled", n))
+            .await
+            .unwrap();
+    }
+    let running: Vec<Running> = processors.iter().map(Running::start).collect();
+    let start = std::time::Instant::now();
+    assert!(eventually(WAIT, || async { runs("scheduled").len() as u64 >= JOBS }).await);
+    let took = start.elapsed();
+    assert!(eventually(WAIT, || async { store.pending("t_scheduled").await == 0 }).await);
+    for r in running {
+        r.stop().await;
+    }
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for run in runs("scheduled") {
+        *seen.entry(run.n).or_default() += 1;
+    }
+    assert_eq!(seen.len() as u64, JOBS);
+    assert!(seen.values().all(|c| *c == 1), "a due job moved twice");
+    // No 10-jobs-per-poll limit: a thousand due jobs run within seconds of falling due.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
