@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
 ensure_postgres
+ensure_redis
 cargo bench -p jobs --bench throughput -- "$@"

@@ -1,14 +1,16 @@
 //! Throughput of the engine against the raw backend ceiling, measured in the same run.
 //!
-//! `cargo bench -p jobs --bench throughput -- [--backend pg] [--jobs N] [--workers W] [--json PATH]`
+//! `cargo bench -p jobs --bench throughput -- [--backend pg|sidekiq|all] [--jobs N]
+//!  [--workers W[,W…]] [--json PATH]`
 //!
 //! For each worker count (1, 8, 64 and 256 unless `--workers` is given) it enqueues N no-op jobs,
-//! times a processor with that many worker slots until all are acked, then times a bare pgmq
-//! loop (`read_batch` of 100 + `delete_batch`, over as many tasks) moving N messages, and prints
-//! both with their ratio. It also compares enqueue, single and batched, with raw `send` and
-//! `send_batch`. Needs DATABASE_URL (scripts/bench.sh sets up a local server).
+//! times a processor with that many worker slots until all are acked, then times a bare loop
+//! moving N messages over as many tasks: pgmq `read_batch` of 100 + `delete_batch` for Postgres,
+//! `BRPOP` + JSON parse for Redis. It also compares enqueue, single and batched, with raw
+//! `send` / `send_batch` (Postgres) and `LPUSH` (Redis). Needs DATABASE_URL and REDIS_URL
+//! (scripts/bench.sh starts local servers).
 
-use jobs::{worker, Jobs, Pg};
+use jobs::{worker, BackendKind, Jobs, Pg, Sidekiq};
 use serde::Serialize;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const QUEUE: &str = "bench_noop";
+const PG_QUEUE: &str = "bench_pg";
+const REDIS_QUEUE: &str = "bench_redis";
 const POOL_SIZE: u32 = 16;
 const SEND_CHUNK: usize = 1000;
 
@@ -27,14 +30,20 @@ struct Noop {
     n: u64,
 }
 
-#[worker(enqueuer = Pg, queue = "bench_noop")]
+#[worker(enqueuer = Pg, queue = "bench_pg")]
 async fn bench_noop(_args: Noop) -> anyhow::Result<()> {
     DONE.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
+#[worker(enqueuer = Sidekiq, queue = "bench_redis")]
+async fn bench_noop_redis(_args: Noop) -> anyhow::Result<()> {
+    DONE.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
 struct Options {
-    backend: String,
+    backends: Vec<BackendKind>,
     jobs: u64,
     workers: Vec<usize>,
     json: Option<String>,
@@ -42,7 +51,7 @@ struct Options {
 
 fn options() -> anyhow::Result<Options> {
     let mut options = Options {
-        backend: "pg".into(),
+        backends: vec![BackendKind::Pg, BackendKind::Sidekiq],
         jobs: 20_000,
         workers: vec![1, 8, 64, 256],
         json: None,
@@ -54,7 +63,14 @@ fn options() -> anyhow::Result<Options> {
                 .ok_or_else(|| anyhow::anyhow!("{arg} needs a value"))
         };
         match arg.as_str() {
-            "--backend" => options.backend = value()?,
+            "--backend" => {
+                options.backends = match value()?.as_str() {
+                    "pg" => vec![BackendKind::Pg],
+                    "sidekiq" | "redis" => vec![BackendKind::Sidekiq],
+                    "all" => vec![BackendKind::Pg, BackendKind::Sidekiq],
+                    other => anyhow::bail!("unknown backend {other:?}: pg, sidekiq or all"),
+                }
+            }
             "--jobs" => options.jobs = value()?.parse()?,
             "--workers" => {
                 options.workers = value()?
@@ -68,17 +84,12 @@ fn options() -> anyhow::Result<Options> {
             other => anyhow::bail!("unexpected argument {other:?}"),
         }
     }
-    anyhow::ensure!(
-        options.backend == "pg",
-        "unknown backend {:?}: pg",
-        options.backend
-    );
     Ok(options)
 }
 
 #[derive(Serialize)]
 struct Row {
-    backend: String,
+    backend: &'static str,
     measurement: &'static str,
     workers: usize,
     jobs: u64,
@@ -92,54 +103,186 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
 
-async fn purge(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query(&format!("TRUNCATE pgmq.q_{QUEUE}"))
-        .execute(pool)
-        .await?;
-    Ok(())
+/// Direct access to one backend's queue, for filling it and for the raw baseline.
+enum Target {
+    Pg(PgPool),
+    Redis(redis::Client),
 }
 
-fn noops(range: std::ops::Range<u64>) -> Vec<serde_json::Value> {
+fn noops(range: std::ops::Range<u64>, kind: BackendKind) -> Vec<serde_json::Value> {
     range
-        .map(|n| serde_json::json!({"worker": "BenchNoop", "args": {"n": n}}))
+        .map(|n| match kind {
+            BackendKind::Pg => serde_json::json!({"worker": "BenchNoop", "args": {"n": n}}),
+            _ => serde_json::json!({
+                "class": "BenchNoopRedis", "args": [{"n": n}], "queue": REDIS_QUEUE, "retry": true,
+                "jid": format!("{n:024x}"), "created_at": 1.7e9, "enqueued_at": 1.7e9,
+            }),
+        })
         .collect()
 }
 
-async fn fill_raw(pgmq: &pgmq::PGMQueueExt, jobs: u64) -> anyhow::Result<()> {
-    let all = noops(0..jobs);
-    for chunk in all.chunks(SEND_CHUNK) {
-        pgmq.send_batch(QUEUE, chunk).await?;
+impl Target {
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Pg(_) => "pg",
+            Target::Redis(_) => "sidekiq",
+        }
     }
-    Ok(())
+
+    fn kind(&self) -> BackendKind {
+        match self {
+            Target::Pg(_) => BackendKind::Pg,
+            Target::Redis(_) => BackendKind::Sidekiq,
+        }
+    }
+
+    async fn redis(client: &redis::Client) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(client.get_multiplexed_async_connection().await?)
+    }
+
+    async fn purge(&self) -> anyhow::Result<()> {
+        match self {
+            Target::Pg(pool) => {
+                sqlx::query(&format!("TRUNCATE pgmq.q_{PG_QUEUE}"))
+                    .execute(pool)
+                    .await?;
+            }
+            Target::Redis(client) => {
+                let mut conn = Self::redis(client).await?;
+                let _: () = redis::cmd("DEL")
+                    .arg(format!("queue:{REDIS_QUEUE}"))
+                    .query_async(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remaining(&self) -> anyhow::Result<i64> {
+        Ok(match self {
+            Target::Pg(pool) => {
+                sqlx::query_scalar(&format!("SELECT count(*) FROM pgmq.q_{PG_QUEUE}"))
+                    .fetch_one(pool)
+                    .await?
+            }
+            Target::Redis(client) => {
+                let mut conn = Self::redis(client).await?;
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("jobs:working:*:{REDIS_QUEUE}"))
+                    .query_async(&mut conn)
+                    .await?;
+                let mut pipe = redis::pipe();
+                pipe.cmd("LLEN").arg(format!("queue:{REDIS_QUEUE}"));
+                for key in &keys {
+                    pipe.cmd("LLEN").arg(key);
+                }
+                let lens: Vec<i64> = pipe.query_async(&mut conn).await?;
+                lens.iter().sum()
+            }
+        })
+    }
+
+    /// Stores `jobs` no-op jobs the raw way, in batches.
+    async fn fill(&self, jobs: u64) -> anyhow::Result<()> {
+        let all = noops(0..jobs, self.kind());
+        match self {
+            Target::Pg(pool) => {
+                let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
+                for chunk in all.chunks(SEND_CHUNK) {
+                    pgmq.send_batch(PG_QUEUE, chunk).await?;
+                }
+            }
+            Target::Redis(client) => {
+                let mut conn = Self::redis(client).await?;
+                for chunk in all.chunks(SEND_CHUNK) {
+                    let bodies: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+                    let _: () = redis::cmd("LPUSH")
+                        .arg(format!("queue:{REDIS_QUEUE}"))
+                        .arg(bodies)
+                        .query_async(&mut conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The bare loop: read and delete in batches of 100 (pgmq), or BRPOP and parse (Redis).
+    async fn raw_ceiling(&self, jobs: u64, tasks: usize) -> anyhow::Result<Duration> {
+        self.purge().await?;
+        self.fill(jobs).await?;
+        let moved = Arc::new(AtomicU64::new(0));
+        let mut set = tokio::task::JoinSet::new();
+        let start = Instant::now();
+        for _ in 0..tasks {
+            let moved = moved.clone();
+            match self {
+                Target::Pg(pool) => {
+                    let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
+                    set.spawn(async move {
+                        while moved.load(Ordering::Relaxed) < jobs {
+                            let batch = pgmq
+                                .read_batch::<serde_json::Value>(PG_QUEUE, 30, 100)
+                                .await?;
+                            if batch.is_empty() {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                                continue;
+                            }
+                            let ids: Vec<i64> = batch.iter().map(|m| m.msg_id).collect();
+                            pgmq.delete_batch(PG_QUEUE, &ids).await?;
+                            moved.fetch_add(ids.len() as u64, Ordering::Relaxed);
+                        }
+                        anyhow::Ok(())
+                    });
+                }
+                Target::Redis(client) => {
+                    let mut conn = Self::redis(client).await?;
+                    set.spawn(async move {
+                        while moved.load(Ordering::Relaxed) < jobs {
+                            let popped: Option<(String, String)> = redis::cmd("BRPOP")
+                                .arg(format!("queue:{REDIS_QUEUE}"))
+                                .arg(0.05)
+                                .query_async(&mut conn)
+                                .await?;
+                            if let Some((_, body)) = popped {
+                                let _: serde_json::Value = serde_json::from_str(&body)?;
+                                moved.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        anyhow::Ok(())
+                    });
+                }
+            }
+        }
+        while let Some(result) = set.join_next().await {
+            result??;
+        }
+        Ok(start.elapsed())
+    }
 }
 
 async fn engine(
-    jobs_client: &Jobs,
-    pool: &PgPool,
+    client: &Jobs,
+    target: &Target,
     jobs: u64,
     workers: usize,
 ) -> anyhow::Result<Duration> {
-    purge(pool).await?;
+    target.purge().await?;
     DONE.store(0, Ordering::SeqCst);
-    let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
-    fill_raw(&pgmq, jobs).await?;
-    let processor = jobs::PgProcessor::builder(jobs_client)
-        .register::<BenchNoop>()
-        .concurrency(workers)
-        .build()?;
+    target.fill(jobs).await?;
+    let processor = match target {
+        Target::Pg(_) => jobs::PgProcessor::builder(client).register::<BenchNoop>(),
+        Target::Redis(_) => jobs::SidekiqProcessor::builder(client).register::<BenchNoopRedis>(),
+    }
+    .concurrency(workers)
+    .build()?;
     let shutdown = CancellationToken::new();
     let start = Instant::now();
     let handle = tokio::spawn(processor.run(shutdown.clone()));
     while DONE.load(Ordering::Relaxed) < jobs {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    loop {
-        let left: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM pgmq.q_{QUEUE}"))
-            .fetch_one(pool)
-            .await?;
-        if left == 0 {
-            break;
-        }
+    while target.remaining().await? > 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = start.elapsed();
@@ -148,72 +291,69 @@ async fn engine(
     Ok(elapsed)
 }
 
-async fn raw_ceiling(pool: &PgPool, jobs: u64, tasks: usize) -> anyhow::Result<Duration> {
-    purge(pool).await?;
-    let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
-    fill_raw(&pgmq, jobs).await?;
-    let moved = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..tasks {
-        let pgmq = pgmq.clone();
-        let moved = moved.clone();
-        set.spawn(async move {
-            while moved.load(Ordering::Relaxed) < jobs {
-                let batch = pgmq.read_batch::<serde_json::Value>(QUEUE, 30, 100).await?;
-                if batch.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
-                }
-                let ids: Vec<i64> = batch.iter().map(|m| m.msg_id).collect();
-                pgmq.delete_batch(QUEUE, &ids).await?;
-                moved.fetch_add(ids.len() as u64, Ordering::Relaxed);
-            }
-            Ok::<_, pgmq::PgmqError>(())
-        });
-    }
-    while let Some(result) = set.join_next().await {
-        result??;
-    }
-    Ok(start.elapsed())
-}
-
-async fn enqueue_rows(jobs_client: &Jobs, pool: &PgPool, jobs: u64) -> anyhow::Result<Vec<Row>> {
-    let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
+async fn enqueue_rows(client: &Jobs, target: &Target, jobs: u64) -> anyhow::Result<Vec<Row>> {
     let single = jobs.min(2_000);
-
-    purge(pool).await?;
+    let enqueue_one = |n| async move {
+        match target {
+            Target::Pg(_) => client.enqueue::<BenchNoop>(Noop { n }).await,
+            Target::Redis(_) => client.enqueue::<BenchNoopRedis>(Noop { n }).await,
+        }
+    };
+    target.purge().await?;
     let start = Instant::now();
     for n in 0..single {
-        jobs_client.enqueue::<BenchNoop>(Noop { n }).await?;
+        enqueue_one(n).await?;
     }
     let ours_single = rate(single, start.elapsed());
-    purge(pool).await?;
+
+    target.purge().await?;
+    let bodies = noops(0..single, target.kind());
     let start = Instant::now();
-    for body in noops(0..single) {
-        pgmq.send(QUEUE, &body).await?;
+    match target {
+        Target::Pg(pool) => {
+            let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
+            for body in &bodies {
+                pgmq.send(PG_QUEUE, body).await?;
+            }
+        }
+        Target::Redis(client) => {
+            let mut conn = Target::redis(client).await?;
+            for body in &bodies {
+                let _: () = redis::cmd("LPUSH")
+                    .arg(format!("queue:{REDIS_QUEUE}"))
+                    .arg(body.to_string())
+                    .query_async(&mut conn)
+                    .await?;
+            }
+        }
     }
     let raw_single = rate(single, start.elapsed());
 
-    purge(pool).await?;
+    target.purge().await?;
     let start = Instant::now();
     let mut n = 0;
     while n < jobs {
         let end = (n + SEND_CHUNK as u64).min(jobs);
-        jobs_client
-            .enqueue_batch::<BenchNoop>((n..end).map(|n| Noop { n }))
-            .await?;
+        let args = (n..end).map(|n| Noop { n });
+        match target {
+            Target::Pg(_) => client.enqueue_batch::<BenchNoop>(args).await?,
+            Target::Redis(_) => client.enqueue_batch::<BenchNoopRedis>(args).await?,
+        };
         n = end;
     }
     let ours_batch = rate(jobs, start.elapsed());
-    purge(pool).await?;
+    target.purge().await?;
     let start = Instant::now();
-    fill_raw(&pgmq, jobs).await?;
+    target.fill(jobs).await?;
     let raw_batch = rate(jobs, start.elapsed());
-    purge(pool).await?;
+    target.purge().await?;
 
+    let (raw_one, raw_many) = match target {
+        Target::Pg(_) => ("pgmq send", "pgmq send_batch"),
+        Target::Redis(_) => ("LPUSH", "LPUSH of 1000"),
+    };
     let row = |measurement, n, ours: f64, baseline, raw: f64| Row {
-        backend: "pg".into(),
+        backend: target.name(),
         measurement,
         workers: 1,
         jobs: n,
@@ -223,65 +363,78 @@ async fn enqueue_rows(jobs_client: &Jobs, pool: &PgPool, jobs: u64) -> anyhow::R
         ratio: ours / raw,
     };
     Ok(vec![
-        row(
-            "enqueue_single",
-            single,
-            ours_single,
-            "pgmq send",
-            raw_single,
-        ),
-        row(
-            "enqueue_batch_1000",
-            jobs,
-            ours_batch,
-            "pgmq send_batch",
-            raw_batch,
-        ),
+        row("enqueue_single", single, ours_single, raw_one, raw_single),
+        row("enqueue_batch_1000", jobs, ours_batch, raw_many, raw_batch),
     ])
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let url = std::env::var("DATABASE_URL").map_err(|_| {
-        anyhow::anyhow!("set DATABASE_URL (scripts/bench.sh starts a local PostgreSQL)")
-    })?;
-    let pool = PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
-        .connect(&url)
-        .await?;
-    let jobs_client = Jobs::builder()
-        .postgres_pool(pool.clone())
-        .queues([QUEUE])
-        .connect()
-        .await?;
-
-    println!(
-        "{:<22} {:>7} {:>8} {:>12} {:>12} {:>7}",
-        "measurement", "workers", "jobs", "jobs/s", "raw jobs/s", "ratio"
-    );
-    let mut rows = Vec::new();
-    for &workers in &options.workers {
-        let ours = engine(&jobs_client, &pool, options.jobs, workers).await?;
-        let raw = raw_ceiling(&pool, options.jobs, workers).await?;
-        let (ours, raw) = (rate(options.jobs, ours), rate(options.jobs, raw));
-        rows.push(Row {
-            backend: options.backend.clone(),
-            measurement: "process_noop",
-            workers,
-            jobs: options.jobs,
-            jobs_per_sec: ours,
-            baseline: "pgmq read_batch 100 + delete_batch",
-            baseline_jobs_per_sec: raw,
-            ratio: ours / raw,
-        });
-        if let Some(row) = rows.last() {
-            print_row(row);
+    let mut builder = Jobs::builder();
+    let mut queues = Vec::new();
+    let mut targets = Vec::new();
+    for kind in &options.backends {
+        match kind {
+            BackendKind::Pg => {
+                let url = std::env::var("DATABASE_URL").map_err(|_| {
+                    anyhow::anyhow!("set DATABASE_URL (scripts/bench.sh starts a local PostgreSQL)")
+                })?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(POOL_SIZE)
+                    .connect(&url)
+                    .await?;
+                builder = builder.postgres_pool(pool.clone());
+                queues.push(PG_QUEUE);
+                targets.push(Target::Pg(pool));
+            }
+            _ => {
+                let url = std::env::var("REDIS_URL").map_err(|_| {
+                    anyhow::anyhow!("set REDIS_URL (scripts/bench.sh starts a local Redis)")
+                })?;
+                builder = builder.redis(&url);
+                queues.push(REDIS_QUEUE);
+                targets.push(Target::Redis(redis::Client::open(url)?));
+            }
         }
     }
-    for row in enqueue_rows(&jobs_client, &pool, options.jobs).await? {
-        print_row(&row);
-        rows.push(row);
+    let client = builder.queues(queues).connect().await?;
+
+    println!(
+        "{:<8} {:<20} {:>7} {:>8} {:>12} {:>12} {:>7}",
+        "backend", "measurement", "workers", "jobs", "jobs/s", "raw jobs/s", "ratio"
+    );
+    let mut rows = Vec::new();
+    for target in &targets {
+        for &workers in &options.workers {
+            let ours = rate(
+                options.jobs,
+                engine(&client, target, options.jobs, workers).await?,
+            );
+            let raw = rate(
+                options.jobs,
+                target.raw_ceiling(options.jobs, workers).await?,
+            );
+            let row = Row {
+                backend: target.name(),
+                measurement: "process_noop",
+                workers,
+                jobs: options.jobs,
+                jobs_per_sec: ours,
+                baseline: match target {
+                    Target::Pg(_) => "pgmq read_batch 100 + delete_batch",
+                    Target::Redis(_) => "BRPOP + JSON parse",
+                },
+                baseline_jobs_per_sec: raw,
+                ratio: ours / raw,
+            };
+            print_row(&row);
+            rows.push(row);
+        }
+        for row in enqueue_rows(&client, target, options.jobs).await? {
+            print_row(&row);
+            rows.push(row);
+        }
     }
     if let Some(path) = options.json {
         std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
@@ -292,7 +445,8 @@ async fn main() -> anyhow::Result<()> {
 
 fn print_row(row: &Row) {
     println!(
-        "{:<22} {:>7} {:>8} {:>12.0} {:>12.0} {:>7.2}",
+        "{:<8} {:<20} {:>7} {:>8} {:>12.0} {:>12.0} {:>7.2}",
+        row.backend,
         row.measurement,
         row.workers,
         row.jobs,

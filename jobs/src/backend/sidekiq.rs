@@ -168,6 +168,8 @@ impl SidekiqBackend {
             let manager = RedisConnectionManager::new(url)?;
             bb8::Pool::builder()
                 .max_size(size)
+                // bb8 PINGs each connection on checkout: a round trip per call, but the only way
+                // a connection broken by a Redis restart leaves the pool (the manager cannot tell).
                 .connection_timeout(Duration::from_secs(5))
                 .build(manager)
                 .await
