@@ -316,3 +316,42 @@ async fn due_jobs_move_exactly_once_however_many_processors_run() {
     // No 10-jobs-per-poll limit: a thousand due jobs run within seconds of falling due.
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+// ---- the manual form --------------------------------------------------------------------------
+
+struct HandWrittenPg;
+
+impl jobs::Worker for HandWrittenPg {
+    type Args = Probe;
+    type Enqueuer = Pg;
+    const NAME: &'static str = "HandWrittenPg";
+    const CONFIG: jobs::WorkerConfig = jobs::WorkerConfig::new("t_manual");
+
+    async fn handle(p: Probe, _ctx: jobs::JobContext) -> Result<(), jobs::BoxError> {
+        record(&p.key, p.n, 1);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_pg_worker_registered_by_hand_on_the_sidekiq_processor_runs_redis_jobs() {
+    let store = fresh("t_manual").await;
+    let jobs = connect("t_manual").await;
+    store
+        .send_job(
+            "t_manual",
+            "HandWrittenPg",
+            serde_json::json!({"key": "manual", "n": 9}),
+        )
+        .await;
+    let processor = jobs::SidekiqProcessor::builder(&jobs)
+        .register::<HandWrittenPg>()
+        .build()
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(processor.run(shutdown.clone()));
+    assert!(eventually(WAIT, || async { !runs("manual").is_empty() }).await);
+    assert!(eventually(WAIT, || async { store.pending("t_manual").await == 0 }).await);
+    shutdown.cancel();
+    handle.await.unwrap().unwrap();
+}
