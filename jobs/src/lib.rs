@@ -1,7 +1,8 @@
 //! # jobs
 //!
-//! Background jobs for Rust services. Annotate an `async fn` with [`#[worker]`](worker), connect
-//! a [`Jobs`] client, enqueue with the generated helpers, and run the processors:
+//! Background jobs for Rust services, on PostgreSQL (pgmq) or on Redis in Sidekiq's format.
+//! Annotate an `async fn` with [`#[worker]`](worker), connect a [`Jobs`] client, enqueue with the
+//! generated helpers, and run the processors:
 //!
 //! ```no_run
 //! use jobs::{worker, Jobs, Pg, State};
@@ -75,7 +76,9 @@ pub use worker::{Worker, WorkerConfig};
 /// ```
 ///
 /// Arguments:
-/// - `enqueuer` (required): the backend, `Pg`.
+/// - `enqueuer` (required): the backend, `Pg` or `Sidekiq`.
+/// - `drain`: backends this worker moved away from whose leftover jobs still run:
+///   `drain = Sidekiq` or `drain = [Sidekiq, …]`.
 /// - `queue`: the queue name (default `"default"`): lowercase letters, digits, `_`, at most 47.
 /// - `name`: the stable job name stored with each job (default: the generated type's name).
 /// - `max_retries`: retries after the first failure before the job is dead-lettered (default 25).
