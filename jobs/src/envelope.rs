@@ -23,6 +23,9 @@ pub struct Envelope {
     /// How many failed runs this job has had; absent means none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retry_count: u32,
+    /// Retries this job gets, overriding its worker's `max_retries`; absent means the worker's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
     /// The error of the last failed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -42,6 +45,7 @@ impl Envelope {
             worker: worker.into(),
             args,
             retry_count: 0,
+            max_retries: None,
             error: None,
             enqueued_at: Some(chrono::Utc::now()),
         }

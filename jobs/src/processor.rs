@@ -506,7 +506,7 @@ async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
 fn failed(config: &WorkerConfig, job: &Fetched, envelope: &Envelope, error: String) -> Outcome {
     let error = storable(error);
     let retry_count = envelope.retry_count;
-    if retry_count < config.max_retries {
+    if retry_count < envelope.max_retries.unwrap_or(config.max_retries) {
         let delay = backoff(config.retry_delay, retry_count);
         tracing::warn!(
             queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker,

@@ -287,7 +287,8 @@ impl Store {
         }
     }
 
-    async fn push_raw(&self, queue: &str, raw: &str) {
+    /// Pushes bytes as they are onto a Redis queue list.
+    pub async fn push_raw(&self, queue: &str, raw: impl redis::ToRedisArgs + Send + Sync) {
         let _: () = redis::cmd("LPUSH")
             .arg(format!("queue:{queue}"))
             .arg(raw)
@@ -318,7 +319,8 @@ impl Store {
                 ] {
                     self.push_raw(queue, raw).await;
                 }
-                4
+                self.push_raw(queue, &b"\xff\xfe not UTF-8"[..]).await;
+                5
             }
         }
     }

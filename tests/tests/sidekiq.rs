@@ -355,3 +355,29 @@ async fn a_pg_worker_registered_by_hand_on_the_sidekiq_processor_runs_redis_jobs
     shutdown.cancel();
     handle.await.unwrap().unwrap();
 }
+
+#[worker(enqueuer = Sidekiq, queue = "t_no_retry", max_retries = 5, retry_delay = "10ms")]
+async fn no_retry(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, p.n, 1);
+    anyhow::bail!("fails")
+}
+
+#[tokio::test]
+async fn a_ruby_job_with_retry_false_is_not_retried_but_kept_dead() {
+    let store = fresh("t_no_retry").await;
+    let jobs = connect("t_no_retry").await;
+    let job = serde_json::json!({
+        "class": "NoRetry", "args": [{"key": "no-retry", "n": 1}], "queue": "t_no_retry",
+        "retry": false, "jid": "0123456789abcdef01234567", "created_at": 1.7e9,
+    });
+    store.push_raw("t_no_retry", job.to_string()).await;
+    let running = Running::start(&jobs);
+    assert!(
+        eventually(WAIT, || async {
+            conformance::dead_letters(&jobs, "t_no_retry").await.len() == 1
+        })
+        .await
+    );
+    running.stop().await;
+    assert_eq!(runs("no-retry").len(), 1, "retry: false means one run");
+}

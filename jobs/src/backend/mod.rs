@@ -20,7 +20,7 @@ pub(crate) struct Lease {
     /// delivery, so a late outcome never touches a job another processor has claimed since.
     pub delivery: i32,
     /// The job exactly as stored (Redis), which is how it is found again in the working list.
-    pub raw: Option<Arc<str>>,
+    pub raw: Option<Arc<[u8]>>,
 }
 
 /// A job handed out by [`Backend::fetch`].

@@ -30,14 +30,14 @@ const MAX_BLOCK: Duration = Duration::from_secs(2);
 /// The blocking wait per queue when several are served (BLMOVE takes one list).
 const MULTI_QUEUE_BLOCK: Duration = Duration::from_millis(100);
 
-/// ARGV: identity, max, due batch, queue names…; returns queue, job, queue, job, …
+/// ARGV: identity, max, due batch, lease seconds, queue names…; returns queue, job, queue, job, …
 static FETCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local identity, max, due_batch = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZADD', 'jobs:heartbeats', now, identity)
+redis.call('ZADD', 'jobs:heartbeats', now + tonumber(ARGV[4]), identity)
 for _, set in ipairs({'schedule', 'retry'}) do
   local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, due_batch)
   for _, job in ipairs(due) do
@@ -54,7 +54,7 @@ for _, set in ipairs({'schedule', 'retry'}) do
 end
 local out = {}
 local claimed = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local want = max - claimed
   if want <= 0 then break end
   local queue = ARGV[i]
@@ -95,24 +95,25 @@ return 0
     )
 });
 
-/// ARGV: identity; records a heartbeat at the server's time.
+/// ARGV: identity, lease seconds; the heartbeat's score is the moment, in the server's time,
+/// after which this process counts as dead: its own lease decides, not the reader's.
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local t = redis.call('TIME')
-redis.call('ZADD', 'jobs:heartbeats', tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+redis.call('ZADD', 'jobs:heartbeats', tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2]), ARGV[1])
 return 0
 ",
     )
 });
 
-/// ARGV: own identity, expiry in seconds; returns how many jobs were put back.
+/// ARGV: own identity; returns how many jobs were put back.
 static RECOVER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local dead = redis.call('ZRANGEBYSCORE', 'jobs:heartbeats', '-inf', now - tonumber(ARGV[2]))
+local dead = redis.call('ZRANGEBYSCORE', 'jobs:heartbeats', '-inf', now)
 local moved = 0
 for _, identity in ipairs(dead) do
   if identity ~= ARGV[1] then
@@ -131,6 +132,23 @@ return moved
 ",
     )
 });
+
+/// ARGV: the dead job as stored, its queue, the job to enqueue; 1 if it was still dead.
+static REVIVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('ZREM', 'dead', ARGV[1]) == 0 then return 0 end
+redis.call('SADD', 'queues', ARGV[2])
+redis.call('LPUSH', 'queue:' .. ARGV[2], ARGV[3])
+return 1
+",
+    )
+});
+
+/// The oldest Redis with every command used here (`RPOP` with a count, `LMOVE`, `BLMOVE`).
+const MIN_REDIS: (u32, u32) = (6, 2);
+/// Dead letters read per page when listing.
+const DEAD_PAGE: isize = 500;
 
 pub(crate) struct SidekiqBackend {
     enqueue: RedisPool,
@@ -177,12 +195,14 @@ impl SidekiqBackend {
         };
         let enqueue = build(ENQUEUE_CONNECTIONS).await?;
         let fetch = build(FETCH_CONNECTIONS).await?;
-        // Fail at connect, not at the first enqueue, when Redis is not there.
+        // Fail at connect, not at the first enqueue, when Redis is not there or too old.
         {
             let mut conn = enqueue.get().await.map_err(pool_error)?;
-            let _: String = redis_rs::cmd("PING")
+            let info: String = redis_rs::cmd("INFO")
+                .arg("server")
                 .query_async(conn.unnamespaced_borrow_mut())
                 .await?;
+            check_version(&info)?;
         }
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned());
         let identity = format!("{host}:{}:{}", std::process::id(), new_jid());
@@ -194,8 +214,8 @@ impl SidekiqBackend {
     }
 
     /// Reads one stored job into a [`Fetched`], in the engine's envelope shape.
-    fn fetched(queue: &Arc<str>, raw: String) -> Fetched {
-        let parsed: Option<Map<String, Value>> = match serde_json::from_str(&raw) {
+    fn fetched(queue: &Arc<str>, raw: Vec<u8>) -> Fetched {
+        let parsed: Option<Map<String, Value>> = match serde_json::from_slice(&raw) {
             Ok(Value::Object(fields)) => Some(fields),
             _ => None,
         };
@@ -211,7 +231,7 @@ impl SidekiqBackend {
             .and_then(|secs| chrono::DateTime::from_timestamp_micros((secs * 1e6) as i64));
         let payload = match &parsed {
             Some(fields) => envelope_of(fields),
-            None => Value::String(raw.clone()),
+            None => Value::String(String::from_utf8_lossy(&raw).into_owned()),
         };
         Fetched {
             lease: Lease {
@@ -228,6 +248,22 @@ impl SidekiqBackend {
     async fn fetch_conn(&self) -> Result<bb8::PooledConnection<'_, RedisConnectionManager>, Error> {
         self.fetch.get().await.map_err(pool_error)
     }
+}
+
+fn check_version(info: &str) -> Result<(), Error> {
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .unwrap_or("0")
+        .trim();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_REDIS {
+        return Err(Error::RedisPool(format!(
+            "Redis {version} is too old: 6.2 or newer is needed (RPOP with a count, LMOVE, BLMOVE)"
+        )));
+    }
+    Ok(())
 }
 
 /// Sidekiq's job fields in the engine's envelope shape: `class` is the worker; `args` holds one
@@ -250,6 +286,17 @@ fn envelope_of(job: &Map<String, Value>) -> Value {
     }
     if let Some(error) = job.get("error_message") {
         envelope.insert("error".into(), error.clone());
+    }
+    // Sidekiq's per-job `retry`: `false` → no retries (dead at the first failure; nothing is
+    // dropped), a number → that many; `true` → the worker's own setting.
+    match job.get("retry") {
+        Some(Value::Bool(false)) => {
+            envelope.insert("max_retries".into(), Value::from(0));
+        }
+        Some(Value::Number(n)) => {
+            envelope.insert("max_retries".into(), Value::Number(n.clone()));
+        }
+        _ => {}
     }
     Value::Object(envelope)
 }
@@ -279,15 +326,16 @@ fn job_of(queue: &str, envelope: Value, delayed: bool) -> Result<(String, String
 }
 
 /// The stored job with a failure recorded as Sidekiq records it.
-fn failed_job(raw: &str, queue: &str, error: &str, failures: u32) -> String {
+fn failed_job(raw: &[u8], queue: &str, error: &str, failures: u32) -> String {
     let now = now_secs();
-    let mut job = match serde_json::from_str(raw) {
+    let mut job = match serde_json::from_slice(raw) {
         Ok(Value::Object(fields)) => fields,
         // Not a job at all: keep it, wrapped so Sidekiq's tools can show it.
         _ => {
             let mut fields = Map::new();
             fields.insert("class".into(), Value::from("jobs::InvalidJob"));
-            fields.insert("args".into(), Value::Array(vec![Value::from(raw)]));
+            let text = String::from_utf8_lossy(raw);
+            fields.insert("args".into(), Value::Array(vec![Value::from(text)]));
             fields.insert("queue".into(), Value::from(queue));
             fields.insert("jid".into(), Value::from(new_jid()));
             fields.insert("created_at".into(), Value::from(now));
@@ -363,25 +411,30 @@ impl Backend for SidekiqBackend {
         &'a self,
         queues: &'a [String],
         max: usize,
-        _lease: Duration,
+        lease: Duration,
     ) -> BoxFuture<'a, Result<Vec<Fetched>, Error>> {
         Box::pin(async move {
             let mut invocation = FETCH.prepare_invoke();
-            invocation.arg(&self.identity).arg(max).arg(DUE_BATCH);
+            invocation
+                .arg(&self.identity)
+                .arg(max)
+                .arg(DUE_BATCH)
+                .arg(lease.as_secs_f64());
             for queue in queues {
                 invocation.arg(queue);
             }
             let mut conn = self.fetch_conn().await?;
-            let flat: Vec<String> = invocation
+            // Bytes, not strings: a job that is not UTF-8 is still a job to dead-letter.
+            let flat: Vec<Vec<u8>> = invocation
                 .invoke_async(conn.unnamespaced_borrow_mut())
                 .await?;
             let mut fetched = Vec::with_capacity(flat.len() / 2);
             let mut names: Vec<Arc<str>> = Vec::new();
             for pair in flat.chunks_exact(2) {
-                let queue = match names.iter().find(|n| ***n == *pair[0]) {
+                let queue = match names.iter().find(|n| n.as_bytes() == pair[0].as_slice()) {
                     Some(name) => name.clone(),
                     None => {
-                        let name: Arc<str> = Arc::from(pair[0].as_str());
+                        let name: Arc<str> = Arc::from(String::from_utf8_lossy(&pair[0]).as_ref());
                         names.push(name.clone());
                         name
                     }
@@ -401,11 +454,14 @@ impl Backend for SidekiqBackend {
             let mut conn = self.fetch_conn().await?;
             let redis = conn.unnamespaced_borrow_mut();
             // Never block past the next scheduled or retried job.
-            let (schedule, retry): (Scored, Scored) = redis_rs::pipe()
+            let (schedule, retry, (secs, micros)): (Scored, Scored, (u64, u64)) = redis_rs::pipe()
                 .zrange_withscores("schedule", 0, 0)
                 .zrange_withscores("retry", 0, 0)
+                .cmd("TIME")
                 .query_async(&mut *redis)
                 .await?;
+            // Due times are compared in the server's clock, as the fetch script does.
+            let server_now = secs as f64 + micros as f64 / 1e6;
             let mut block = if wait.queues.len() == 1 {
                 wait.poll.min(MAX_BLOCK)
             } else {
@@ -417,7 +473,7 @@ impl Backend for SidekiqBackend {
                 .map(|(_, at)| *at)
                 .reduce(f64::min)
             {
-                let until = (due - now_secs()).max(0.0);
+                let until = (due - server_now).max(0.0);
                 block = block.min(Duration::from_secs_f64(until));
             }
             if block < Duration::from_millis(10) || wait.shutdown.is_cancelled() {
@@ -428,7 +484,7 @@ impl Backend for SidekiqBackend {
                 .sadd(format!("jobs:worklists:{}", self.identity), &working)
                 .await?;
             // Claims straight into the working list: as reliable as the fetch script.
-            let job: Option<String> = redis_rs::cmd("BLMOVE")
+            let job: Option<Vec<u8>> = redis_rs::cmd("BLMOVE")
                 .arg(format!("queue:{first}"))
                 .arg(&working)
                 .arg("RIGHT")
@@ -490,25 +546,25 @@ impl Backend for SidekiqBackend {
     fn extend<'a>(
         &'a self,
         _leases: &'a [Lease],
-        _lease: Duration,
+        lease: Duration,
     ) -> BoxFuture<'a, Result<(), Error>> {
         // A Redis lease is the process's heartbeat: one beat covers every running job.
         Box::pin(async move {
             let mut conn = self.fetch_conn().await?;
             let _: i64 = HEARTBEAT
                 .arg(&self.identity)
+                .arg(lease.as_secs_f64())
                 .invoke_async(conn.unnamespaced_borrow_mut())
                 .await?;
             Ok(())
         })
     }
 
-    fn maintain(&self, lease: Duration) -> BoxFuture<'_, Result<(), Error>> {
+    fn maintain(&self, _lease: Duration) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let mut conn = self.fetch_conn().await?;
             let moved: i64 = RECOVER
                 .arg(&self.identity)
-                .arg(lease.as_secs_f64())
                 .invoke_async(conn.unnamespaced_borrow_mut())
                 .await?;
             if moved > 0 {
@@ -538,23 +594,33 @@ impl Backend for SidekiqBackend {
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, Error>> {
         Box::pin(async move {
             let mut conn = self.enqueue.get().await.map_err(pool_error)?;
-            let entries: Vec<(String, f64)> = conn
-                .unnamespaced_borrow_mut()
-                .zrevrange_withscores("dead", 0, -1)
-                .await?;
-            Ok(entries
-                .into_iter()
-                .filter_map(|(raw, score)| dead_letter(&raw, score))
-                .filter(|letter| queue.is_none_or(|q| letter.queue == q))
-                .take(limit)
-                .collect())
+            let redis = conn.unnamespaced_borrow_mut();
+            let mut letters = Vec::new();
+            let mut start = 0;
+            while letters.len() < limit {
+                let page: Vec<(Vec<u8>, f64)> = redis
+                    .zrevrange_withscores("dead", start, start + DEAD_PAGE - 1)
+                    .await?;
+                let exhausted = (page.len() as isize) < DEAD_PAGE;
+                letters.extend(
+                    page.into_iter()
+                        .filter_map(|(raw, score)| dead_letter(&raw, score))
+                        .filter(|letter| queue.is_none_or(|q| letter.queue == q)),
+                );
+                if exhausted {
+                    break;
+                }
+                start += DEAD_PAGE;
+            }
+            letters.truncate(limit);
+            Ok(letters)
         })
     }
 
     fn dead_retry<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<JobId, Error>> {
         Box::pin(async move {
             let raw = self.find_dead(id).await?;
-            let mut job = match serde_json::from_str(&raw) {
+            let mut job = match serde_json::from_slice(&raw) {
                 Ok(Value::Object(fields)) => fields,
                 _ => return Err(Error::DeadLetterNotFound(id.to_owned())),
             };
@@ -574,16 +640,13 @@ impl Backend for SidekiqBackend {
                 .to_owned();
             job.insert("enqueued_at".into(), Value::from(now_secs()));
             let mut conn = self.enqueue.get().await.map_err(pool_error)?;
-            let (removed,): (i64,) = redis_rs::pipe()
-                .atomic()
-                .zrem("dead", &raw)
-                .sadd("queues", &queue)
-                .ignore()
-                .lpush(format!("queue:{queue}"), Value::Object(job).to_string())
-                .ignore()
-                .query_async(conn.unnamespaced_borrow_mut())
+            let revived: i64 = REVIVE
+                .arg(&raw)
+                .arg(&queue)
+                .arg(Value::Object(job).to_string())
+                .invoke_async(conn.unnamespaced_borrow_mut())
                 .await?;
-            if removed == 0 {
+            if revived == 0 {
                 return Err(Error::DeadLetterNotFound(id.to_owned()));
             }
             Ok(JobId::from(id.to_owned()))
@@ -605,12 +668,12 @@ impl Backend for SidekiqBackend {
 
 impl SidekiqBackend {
     /// The stored dead job whose jid is `jid` (as Sidekiq's `find_job` does, by scanning).
-    async fn find_dead(&self, jid: &str) -> Result<String, Error> {
+    async fn find_dead(&self, jid: &str) -> Result<Vec<u8>, Error> {
         let mut conn = self.enqueue.get().await.map_err(pool_error)?;
         let redis = conn.unnamespaced_borrow_mut();
         let mut cursor: u64 = 0;
         loop {
-            let (next, page): (u64, Vec<String>) = redis_rs::cmd("ZSCAN")
+            let (next, page): (u64, Vec<Vec<u8>>) = redis_rs::cmd("ZSCAN")
                 .arg("dead")
                 .arg(cursor)
                 .arg("MATCH")
@@ -621,7 +684,7 @@ impl SidekiqBackend {
                 .await?;
             // ZSCAN returns member, score, member, score…
             if let Some(found) = page.chunks(2).map(|pair| &pair[0]).find(|raw| {
-                serde_json::from_str::<Value>(raw)
+                serde_json::from_slice::<Value>(raw)
                     .ok()
                     .and_then(|job| job.get("jid").and_then(Value::as_str).map(|j| j == jid))
                     .unwrap_or(false)
@@ -636,8 +699,8 @@ impl SidekiqBackend {
     }
 }
 
-fn dead_letter(raw: &str, score: f64) -> Option<DeadLetter> {
-    let job: Map<String, Value> = match serde_json::from_str(raw) {
+fn dead_letter(raw: &[u8], score: f64) -> Option<DeadLetter> {
+    let job: Map<String, Value> = match serde_json::from_slice(raw) {
         Ok(Value::Object(fields)) => fields,
         _ => return None,
     };
