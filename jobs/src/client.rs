@@ -2,6 +2,7 @@
 
 use crate::backend::pg::PgBackend;
 use crate::backend::sidekiq::SidekiqBackend;
+use crate::backend::sqlite::SqliteBackend;
 use crate::backend::Backend;
 use crate::context::StateMap;
 use crate::processor::{Processor, Settings};
@@ -77,6 +78,7 @@ impl std::fmt::Debug for Jobs {
 pub struct JobsBuilder {
     postgres_url: Option<String>,
     redis_url: Option<String>,
+    sqlite_url: Option<String>,
     postgres_pool: Option<PgPool>,
     state: StateMap,
     queues: Option<Vec<String>>,
@@ -89,6 +91,7 @@ impl Jobs {
         JobsBuilder {
             postgres_url: None,
             redis_url: None,
+            sqlite_url: None,
             postgres_pool: None,
             state: StateMap::default(),
             queues: None,
@@ -253,6 +256,13 @@ impl JobsBuilder {
         self
     }
 
+    /// Uses the SQLite file at `url` (e.g. `sqlite://jobs.db`, created with its schema if
+    /// missing) for workers with `enqueuer = Sqlite`.
+    pub fn sqlite(mut self, url: impl Into<String>) -> Self {
+        self.sqlite_url = Some(url.into());
+        self
+    }
+
     /// Uses PostgreSQL through the caller's pool.
     pub fn postgres_pool(mut self, pool: PgPool) -> Self {
         self.postgres_pool = Some(pool);
@@ -343,6 +353,12 @@ impl JobsBuilder {
         let mut backends: HashMap<BackendKind, Arc<dyn Backend>> = HashMap::new();
         if let Some(pg) = &pg {
             backends.insert(BackendKind::Pg, pg.clone());
+        }
+        if let Some(url) = &self.sqlite_url {
+            backends.insert(
+                BackendKind::Sqlite,
+                Arc::new(SqliteBackend::connect(url).await?),
+            );
         }
         if let Some(url) = &self.redis_url {
             backends.insert(

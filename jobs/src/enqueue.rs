@@ -13,6 +13,8 @@ pub enum BackendKind {
     Pg,
     /// Redis, in Sidekiq's layout.
     Sidekiq,
+    /// An SQLite file, embedded: no server.
+    Sqlite,
 }
 
 impl BackendKind {
@@ -21,6 +23,7 @@ impl BackendKind {
         match self {
             Self::Pg => "postgres",
             Self::Sidekiq => "redis",
+            Self::Sqlite => "sqlite",
         }
     }
 }
@@ -30,6 +33,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             Self::Pg => "Pg",
             Self::Sidekiq => "Sidekiq",
+            Self::Sqlite => "Sqlite",
         })
     }
 }
@@ -59,6 +63,14 @@ pub struct Sidekiq;
 
 impl Enqueuer for Sidekiq {
     const BACKEND: BackendKind = BackendKind::Sidekiq;
+}
+
+/// The embedded SQLite backend: a file, nothing to run. Use as `#[worker(enqueuer = Sqlite)]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sqlite;
+
+impl Enqueuer for Sqlite {
+    const BACKEND: BackendKind = BackendKind::Sqlite;
 }
 
 /// The id a backend gave a job: a pgmq `msg_id` for Postgres, a Sidekiq `jid` for Redis.

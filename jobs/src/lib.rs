@@ -51,10 +51,10 @@ mod worker;
 pub use client::{Jobs, JobsBuilder};
 pub use context::{FromJobContext, JobContext, JobInfo, MissingState, State, StateRequirement};
 pub use dead::{DeadLetter, DeadLetters};
-pub use enqueue::{BackendKind, Enqueue, EnqueueTx, Enqueuer, JobId, Pg, Sidekiq};
+pub use enqueue::{BackendKind, Enqueue, EnqueueTx, Enqueuer, JobId, Pg, Sidekiq, Sqlite};
 pub use envelope::Envelope;
 pub use error::{BoxError, Error};
-pub use processor::{PgProcessor, Processor, ProcessorBuilder, SidekiqProcessor};
+pub use processor::{PgProcessor, Processor, ProcessorBuilder, SidekiqProcessor, SqliteProcessor};
 pub use retry::{backoff, MAX_BACKOFF};
 pub use worker::{Worker, WorkerConfig};
 
@@ -76,7 +76,7 @@ pub use worker::{Worker, WorkerConfig};
 /// ```
 ///
 /// Arguments:
-/// - `enqueuer` (required): the backend, `Pg` or `Sidekiq`.
+/// - `enqueuer` (required): the backend, `Pg`, `Sidekiq` or `Sqlite`.
 /// - `drain`: backends this worker moved away from whose leftover jobs still run:
 ///   `drain = Sidekiq` or `drain = [Sidekiq, …]`.
 /// - `queue`: the queue name (default `"default"`): lowercase letters, digits, `_`, at most 47.

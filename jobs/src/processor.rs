@@ -104,6 +104,17 @@ impl SidekiqProcessor {
     }
 }
 
+/// Builds an SQLite processor by hand, with the workers named here only.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteProcessor;
+
+impl SqliteProcessor {
+    /// Starts a processor of the SQLite backend.
+    pub fn builder(jobs: &Jobs) -> ProcessorBuilder {
+        ProcessorBuilder::new(jobs, BackendKind::Sqlite)
+    }
+}
+
 /// A processor being configured; see [`PgProcessor::builder`].
 #[must_use]
 pub struct ProcessorBuilder {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -143,17 +144,39 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The SQLite file of this test process (one per test binary).
+pub fn sqlite_url() -> String {
+    std::env::var("SQLITE_URL").unwrap_or_else(|_| {
+        let path = std::env::temp_dir().join(format!("jobs-tests-{}.db", std::process::id()));
+        format!("sqlite://{}", path.display())
+    })
+}
+
 /// Direct access to one backend's storage, for writing raw jobs and checking what is left.
 #[derive(Clone)]
 pub enum Store {
     Pg(PgPool),
     Redis(redis::aio::MultiplexedConnection),
+    Sqlite(sqlx::SqlitePool),
 }
 
 impl Store {
     pub async fn of(kind: jobs::BackendKind) -> Self {
         match kind {
             jobs::BackendKind::Pg => Store::Pg(pool().await),
+            jobs::BackendKind::Sqlite => {
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(&sqlite_url())
+                    .expect("SQLITE_URL")
+                    .create_if_missing(true)
+                    .busy_timeout(Duration::from_secs(10));
+                Store::Sqlite(
+                    sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(2)
+                        .connect_with(options)
+                        .await
+                        .expect("open the SQLite file"),
+                )
+            }
             _ => {
                 let client = redis::Client::open(redis_url()).expect("REDIS_URL");
                 Store::Redis(
@@ -169,7 +192,7 @@ impl Store {
     fn redis(&self) -> redis::aio::MultiplexedConnection {
         match self {
             Store::Redis(conn) => conn.clone(),
-            Store::Pg(_) => unreachable!("not a Redis store"),
+            _ => unreachable!("not a Redis store"),
         }
     }
 
@@ -203,6 +226,15 @@ impl Store {
     pub async fn purge(&self, queue: &str) {
         match self {
             Store::Pg(pool) => purge(pool, queue).await,
+            Store::Sqlite(pool) => {
+                // The tables may not exist yet: connect creates them.
+                for table in ["jobs_queue", "jobs_dead_letters"] {
+                    let _ = sqlx::query(&format!("DELETE FROM {table} WHERE queue = ?1"))
+                        .bind(queue)
+                        .execute(pool)
+                        .await;
+                }
+            }
             Store::Redis(_) => {
                 let mut conn = self.redis();
                 let mut keys = self.redis_keys(&format!("jobs:working:*:{queue}")).await;
@@ -231,6 +263,13 @@ impl Store {
     pub async fn pending(&self, queue: &str) -> i64 {
         match self {
             Store::Pg(pool) => queued(pool, queue).await,
+            Store::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT count(*) FROM jobs_queue WHERE queue = ?1")
+                    .bind(queue)
+                    .fetch_one(pool)
+                    .await
+                    .expect("count queue")
+            }
             Store::Redis(_) => {
                 let mut total = self.ready(queue).await;
                 for key in self.redis_keys(&format!("jobs:working:*:{queue}")).await {
@@ -258,6 +297,19 @@ impl Store {
             .fetch_one(pool)
             .await
             .expect("count ready"),
+            Store::Sqlite(pool) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM jobs_queue WHERE queue = ?1 AND run_at <= ?2",
+                )
+                .bind(queue)
+                .bind(now)
+                .fetch_one(pool)
+                .await
+                .expect("count ready")
+            }
             Store::Redis(_) => redis::cmd("LLEN")
                 .arg(format!("queue:{queue}"))
                 .query_async(&mut self.redis())
@@ -277,6 +329,10 @@ impl Store {
                 )
                 .await;
             }
+            Store::Sqlite(_) => {
+                let envelope = serde_json::json!({"worker": worker, "args": args});
+                self.insert_sqlite(queue, Some(envelope.to_string())).await;
+            }
             Store::Redis(_) => {
                 let job = serde_json::json!({
                     "class": worker, "args": [args], "queue": queue, "retry": true,
@@ -285,6 +341,21 @@ impl Store {
                 self.push_raw(queue, &job.to_string()).await;
             }
         }
+    }
+
+    /// Inserts a row as it is into the SQLite jobs table.
+    async fn insert_sqlite(&self, queue: &str, payload: Option<String>) {
+        let Store::Sqlite(pool) = self else {
+            unreachable!("not an SQLite store")
+        };
+        sqlx::query(
+            "INSERT INTO jobs_queue (queue, payload, run_at, enqueued_at) VALUES (?1, ?2, 0, 0)",
+        )
+        .bind(queue)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .expect("insert");
     }
 
     /// Pushes bytes as they are onto a Redis queue list.
@@ -308,6 +379,17 @@ impl Store {
                     .execute(pool)
                     .await
                     .expect("send NULL");
+                4
+            }
+            Store::Sqlite(_) => {
+                for payload in [
+                    Some("not json at all"),
+                    Some("\"just a string\""),
+                    Some("{\"args\": 1}"),
+                    None,
+                ] {
+                    self.insert_sqlite(queue, payload.map(str::to_owned)).await;
+                }
                 4
             }
             Store::Redis(_) => {

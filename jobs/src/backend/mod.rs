@@ -2,6 +2,7 @@
 
 pub(crate) mod pg;
 pub(crate) mod sidekiq;
+pub(crate) mod sqlite;
 
 use crate::{DeadLetter, Error, JobId};
 use futures_util::future::BoxFuture;
