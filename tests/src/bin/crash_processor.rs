@@ -1,4 +1,5 @@
-//! A processor in a process of its own, for the test that kills it with SIGKILL mid-batch.
+//! A processor in a process of its own, for the tests that kill one with SIGKILL mid-batch.
+//! `CRASH_BACKEND=sqlite` runs the SQLite crash worker on `SQLITE_URL`; otherwise the Redis one.
 
 #[path = "../crash_worker.rs"]
 mod crash_worker;
@@ -9,9 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let jobs = Jobs::builder()
-        .redis(jobs_tests::redis_url())
-        .queues(["t_crash"])
+    let builder = match std::env::var("CRASH_BACKEND").as_deref() {
+        Ok("sqlite") => Jobs::builder()
+            .sqlite(jobs_tests::sqlite_url())
+            .queues(["t_crash_sqlite"]),
+        _ => Jobs::builder()
+            .redis(jobs_tests::redis_url())
+            .queues(["t_crash"]),
+    };
+    let jobs = builder
         .lease(Duration::from_secs(2))
         .concurrency(16)
         .connect()
