@@ -1,16 +1,16 @@
 //! Throughput of the engine against the raw backend ceiling, measured in the same run.
 //!
-//! `cargo bench -p jobs --bench throughput -- [--backend pg|sidekiq|all] [--jobs N]
+//! `cargo bench -p jobs --bench throughput -- [--backend pg|sidekiq|sqlite|all] [--jobs N]
 //!  [--workers W[,W…]] [--json PATH]`
 //!
 //! For each worker count (1, 8, 64 and 256 unless `--workers` is given) it enqueues N no-op jobs,
 //! times a processor with that many worker slots until all are acked, then times a bare loop
 //! moving N messages over as many tasks: pgmq `read_batch` of 100 + `delete_batch` for Postgres,
-//! `BRPOP` + JSON parse for Redis. It also compares enqueue, single and batched, with raw
+//! `BRPOP` + JSON parse for Redis (SQLite reports jobs/s only). It also compares enqueue, single and batched, with raw
 //! `send` / `send_batch` (Postgres) and `LPUSH` (Redis). Needs DATABASE_URL and REDIS_URL
 //! (scripts/bench.sh starts local servers).
 
-use jobs::{worker, BackendKind, Jobs, Pg, Sidekiq};
+use jobs::{worker, BackendKind, Jobs, Pg, Sidekiq, Sqlite};
 use serde::Serialize;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 const PG_QUEUE: &str = "bench_pg";
 const REDIS_QUEUE: &str = "bench_redis";
+const SQLITE_QUEUE: &str = "bench_sqlite";
 const POOL_SIZE: u32 = 16;
 const SEND_CHUNK: usize = 1000;
 
@@ -32,6 +33,12 @@ struct Noop {
 
 #[worker(enqueuer = Pg, queue = "bench_pg")]
 async fn bench_noop(_args: Noop) -> anyhow::Result<()> {
+    DONE.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+#[worker(enqueuer = Sqlite, queue = "bench_sqlite")]
+async fn bench_noop_sqlite(_args: Noop) -> anyhow::Result<()> {
     DONE.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -51,7 +58,7 @@ struct Options {
 
 fn options() -> anyhow::Result<Options> {
     let mut options = Options {
-        backends: vec![BackendKind::Pg, BackendKind::Sidekiq],
+        backends: vec![BackendKind::Pg, BackendKind::Sidekiq, BackendKind::Sqlite],
         jobs: 20_000,
         workers: vec![1, 8, 64, 256],
         json: None,
@@ -67,8 +74,9 @@ fn options() -> anyhow::Result<Options> {
                 options.backends = match value()?.as_str() {
                     "pg" => vec![BackendKind::Pg],
                     "sidekiq" | "redis" => vec![BackendKind::Sidekiq],
-                    "all" => vec![BackendKind::Pg, BackendKind::Sidekiq],
-                    other => anyhow::bail!("unknown backend {other:?}: pg, sidekiq or all"),
+                    "sqlite" => vec![BackendKind::Sqlite],
+                    "all" => vec![BackendKind::Pg, BackendKind::Sidekiq, BackendKind::Sqlite],
+                    other => anyhow::bail!("unknown backend {other:?}: pg, sidekiq, sqlite or all"),
                 }
             }
             "--jobs" => options.jobs = value()?.parse()?,
@@ -95,8 +103,9 @@ struct Row {
     jobs: u64,
     jobs_per_sec: f64,
     baseline: &'static str,
-    baseline_jobs_per_sec: f64,
-    ratio: f64,
+    /// `None` where no raw ceiling is measured (SQLite).
+    baseline_jobs_per_sec: Option<f64>,
+    ratio: Option<f64>,
 }
 
 fn rate(n: u64, elapsed: Duration) -> f64 {
@@ -107,12 +116,16 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
 enum Target {
     Pg(PgPool),
     Redis(redis::Client),
+    Sqlite(sqlx::SqlitePool),
 }
 
 fn noops(range: std::ops::Range<u64>, kind: BackendKind) -> Vec<serde_json::Value> {
     range
         .map(|n| match kind {
             BackendKind::Pg => serde_json::json!({"worker": "BenchNoop", "args": {"n": n}}),
+            BackendKind::Sqlite => {
+                serde_json::json!({"worker": "BenchNoopSqlite", "args": {"n": n}})
+            }
             _ => serde_json::json!({
                 "class": "BenchNoopRedis", "args": [{"n": n}], "queue": REDIS_QUEUE, "retry": true,
                 "jid": format!("{n:024x}"), "created_at": 1.7e9, "enqueued_at": 1.7e9,
@@ -126,6 +139,7 @@ impl Target {
         match self {
             Target::Pg(_) => "pg",
             Target::Redis(_) => "sidekiq",
+            Target::Sqlite(_) => "sqlite",
         }
     }
 
@@ -133,6 +147,7 @@ impl Target {
         match self {
             Target::Pg(_) => BackendKind::Pg,
             Target::Redis(_) => BackendKind::Sidekiq,
+            Target::Sqlite(_) => BackendKind::Sqlite,
         }
     }
 
@@ -144,6 +159,12 @@ impl Target {
         match self {
             Target::Pg(pool) => {
                 sqlx::query(&format!("TRUNCATE pgmq.q_{PG_QUEUE}"))
+                    .execute(pool)
+                    .await?;
+            }
+            Target::Sqlite(pool) => {
+                sqlx::query("DELETE FROM jobs_queue WHERE queue = ?1")
+                    .bind(SQLITE_QUEUE)
                     .execute(pool)
                     .await?;
             }
@@ -162,6 +183,12 @@ impl Target {
         Ok(match self {
             Target::Pg(pool) => {
                 sqlx::query_scalar(&format!("SELECT count(*) FROM pgmq.q_{PG_QUEUE}"))
+                    .fetch_one(pool)
+                    .await?
+            }
+            Target::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT count(*) FROM jobs_queue WHERE queue = ?1")
+                    .bind(SQLITE_QUEUE)
                     .fetch_one(pool)
                     .await?
             }
@@ -192,6 +219,20 @@ impl Target {
                     pgmq.send_batch(PG_QUEUE, chunk).await?;
                 }
             }
+            Target::Sqlite(pool) => {
+                for chunk in all.chunks(SEND_CHUNK) {
+                    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO jobs_queue (queue, payload, run_at, enqueued_at) ",
+                    );
+                    query.push_values(chunk, |mut row, body| {
+                        row.push_bind(SQLITE_QUEUE)
+                            .push_bind(body.to_string())
+                            .push_bind(0)
+                            .push_bind(0);
+                    });
+                    query.build().execute(pool).await?;
+                }
+            }
             Target::Redis(client) => {
                 let mut conn = Self::redis(client).await?;
                 for chunk in all.chunks(SEND_CHUNK) {
@@ -208,7 +249,10 @@ impl Target {
     }
 
     /// The bare loop: read and delete in batches of 100 (pgmq), or BRPOP and parse (Redis).
-    async fn raw_ceiling(&self, jobs: u64, tasks: usize) -> anyhow::Result<Duration> {
+    async fn raw_ceiling(&self, jobs: u64, tasks: usize) -> anyhow::Result<Option<Duration>> {
+        if let Target::Sqlite(_) = self {
+            return Ok(None);
+        }
         self.purge().await?;
         self.fill(jobs).await?;
         let moved = Arc::new(AtomicU64::new(0));
@@ -235,6 +279,7 @@ impl Target {
                         anyhow::Ok(())
                     });
                 }
+                Target::Sqlite(_) => {}
                 Target::Redis(client) => {
                     let mut conn = Self::redis(client).await?;
                     set.spawn(async move {
@@ -257,7 +302,7 @@ impl Target {
         while let Some(result) = set.join_next().await {
             result??;
         }
-        Ok(start.elapsed())
+        Ok(Some(start.elapsed()))
     }
 }
 
@@ -273,6 +318,7 @@ async fn engine(
     let processor = match target {
         Target::Pg(_) => jobs::PgProcessor::builder(client).register::<BenchNoop>(),
         Target::Redis(_) => jobs::SidekiqProcessor::builder(client).register::<BenchNoopRedis>(),
+        Target::Sqlite(_) => jobs::SqliteProcessor::builder(client).register::<BenchNoopSqlite>(),
     }
     .concurrency(workers)
     .build()?;
@@ -297,6 +343,7 @@ async fn enqueue_rows(client: &Jobs, target: &Target, jobs: u64) -> anyhow::Resu
         match target {
             Target::Pg(_) => client.enqueue::<BenchNoop>(Noop { n }).await,
             Target::Redis(_) => client.enqueue::<BenchNoopRedis>(Noop { n }).await,
+            Target::Sqlite(_) => client.enqueue::<BenchNoopSqlite>(Noop { n }).await,
         }
     };
     target.purge().await?;
@@ -310,6 +357,15 @@ async fn enqueue_rows(client: &Jobs, target: &Target, jobs: u64) -> anyhow::Resu
     let bodies = noops(0..single, target.kind());
     let start = Instant::now();
     match target {
+        Target::Sqlite(pool) => {
+            for body in &bodies {
+                sqlx::query("INSERT INTO jobs_queue (queue, payload, run_at, enqueued_at) VALUES (?1, ?2, 0, 0)")
+                    .bind(SQLITE_QUEUE)
+                    .bind(body.to_string())
+                    .execute(pool)
+                    .await?;
+            }
+        }
         Target::Pg(pool) => {
             let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
             for body in &bodies {
@@ -338,6 +394,7 @@ async fn enqueue_rows(client: &Jobs, target: &Target, jobs: u64) -> anyhow::Resu
         match target {
             Target::Pg(_) => client.enqueue_batch::<BenchNoop>(args).await?,
             Target::Redis(_) => client.enqueue_batch::<BenchNoopRedis>(args).await?,
+            Target::Sqlite(_) => client.enqueue_batch::<BenchNoopSqlite>(args).await?,
         };
         n = end;
     }
@@ -351,6 +408,7 @@ async fn enqueue_rows(client: &Jobs, target: &Target, jobs: u64) -> anyhow::Resu
     let (raw_one, raw_many) = match target {
         Target::Pg(_) => ("pgmq send", "pgmq send_batch"),
         Target::Redis(_) => ("LPUSH", "LPUSH of 1000"),
+        Target::Sqlite(_) => ("INSERT", "multi-row INSERT of 1000"),
     };
     let row = |measurement, n, ours: f64, baseline, raw: f64| Row {
         backend: target.name(),
@@ -359,8 +417,8 @@ async fn enqueue_rows(client: &Jobs, target: &Target, jobs: u64) -> anyhow::Resu
         jobs: n,
         jobs_per_sec: ours,
         baseline,
-        baseline_jobs_per_sec: raw,
-        ratio: ours / raw,
+        baseline_jobs_per_sec: Some(raw),
+        ratio: Some(ours / raw),
     };
     Ok(vec![
         row("enqueue_single", single, ours_single, raw_one, raw_single),
@@ -388,6 +446,20 @@ async fn main() -> anyhow::Result<()> {
                 queues.push(PG_QUEUE);
                 targets.push(Target::Pg(pool));
             }
+            BackendKind::Sqlite => {
+                let url = std::env::var("SQLITE_URL").unwrap_or_else(|_| {
+                    let path = std::env::temp_dir().join("jobs-bench.db");
+                    format!("sqlite://{}", path.display())
+                });
+                builder = builder.sqlite(&url);
+                queues.push(SQLITE_QUEUE);
+                let options = url
+                    .parse::<sqlx::sqlite::SqliteConnectOptions>()?
+                    .create_if_missing(true);
+                targets.push(Target::Sqlite(
+                    sqlx::SqlitePool::connect_with(options).await?,
+                ));
+            }
             _ => {
                 let url = std::env::var("REDIS_URL").map_err(|_| {
                     anyhow::anyhow!("set REDIS_URL (scripts/bench.sh starts a local Redis)")
@@ -411,10 +483,10 @@ async fn main() -> anyhow::Result<()> {
                 options.jobs,
                 engine(&client, target, options.jobs, workers).await?,
             );
-            let raw = rate(
-                options.jobs,
-                target.raw_ceiling(options.jobs, workers).await?,
-            );
+            let raw = target
+                .raw_ceiling(options.jobs, workers)
+                .await?
+                .map(|elapsed| rate(options.jobs, elapsed));
             let row = Row {
                 backend: target.name(),
                 measurement: "process_noop",
@@ -424,9 +496,10 @@ async fn main() -> anyhow::Result<()> {
                 baseline: match target {
                     Target::Pg(_) => "pgmq read_batch 100 + delete_batch",
                     Target::Redis(_) => "BRPOP + JSON parse",
+                    Target::Sqlite(_) => "none",
                 },
                 baseline_jobs_per_sec: raw,
-                ratio: ours / raw,
+                ratio: raw.map(|raw| ours / raw),
             };
             print_row(&row);
             rows.push(row);
@@ -444,14 +517,17 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn print_row(row: &Row) {
+    let or_dash = |value: Option<f64>, digits: usize| {
+        value.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+    };
     println!(
-        "{:<8} {:<20} {:>7} {:>8} {:>12.0} {:>12.0} {:>7.2}",
+        "{:<8} {:<20} {:>7} {:>8} {:>12.0} {:>12} {:>7}",
         row.backend,
         row.measurement,
         row.workers,
         row.jobs,
         row.jobs_per_sec,
-        row.baseline_jobs_per_sec,
-        row.ratio
+        or_dash(row.baseline_jobs_per_sec, 0),
+        or_dash(row.ratio, 2)
     );
 }
