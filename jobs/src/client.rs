@@ -180,11 +180,14 @@ impl Jobs {
         self.push::<W>(payloads, None).await
     }
 
-    async fn push<W: Worker>(
+    pub(crate) async fn push<W: Worker>(
         &self,
         payloads: Vec<serde_json::Value>,
         delay: Option<Duration>,
     ) -> Result<Vec<JobId>, Error> {
+        if let Some(captured) = crate::testing::capture(W::CONFIG.queue, &payloads, delay) {
+            return captured;
+        }
         self.backend_for::<W>()?
             .push(W::CONFIG.queue, payloads, delay)
             .await

@@ -155,7 +155,8 @@ pub trait EnqueueTx<E: Enqueuer>: Send {
 pub trait Enqueue: Worker {
     /// Enqueues one job now.
     fn enqueue(args: Self::Args) -> impl Future<Output = Result<JobId, Error>> + Send {
-        async move { Jobs::current()?.enqueue::<Self>(args).await }
+        let payload = crate::client::payload::<Self>(args);
+        async move { first(push_default::<Self>(vec![payload?], None).await?) }
     }
 
     /// Enqueues one job to run once `delay` has passed.
@@ -163,15 +164,25 @@ pub trait Enqueue: Worker {
         delay: Duration,
         args: Self::Args,
     ) -> impl Future<Output = Result<JobId, Error>> + Send {
-        async move { Jobs::current()?.enqueue_in::<Self>(delay, args).await }
+        let payload = crate::client::payload::<Self>(args);
+        async move { first(push_default::<Self>(vec![payload?], Some(delay)).await?) }
     }
 
     /// Enqueues many jobs in one round trip.
     fn enqueue_batch(
         args: impl IntoIterator<Item = Self::Args>,
     ) -> impl Future<Output = Result<Vec<JobId>, Error>> + Send {
-        let args: Vec<_> = args.into_iter().collect();
-        async move { Jobs::current()?.enqueue_batch::<Self>(args).await }
+        let payloads: Result<Vec<_>, _> = args
+            .into_iter()
+            .map(crate::client::payload::<Self>)
+            .collect();
+        async move {
+            let payloads = payloads?;
+            if payloads.is_empty() {
+                return Ok(Vec::new());
+            }
+            push_default::<Self>(payloads, None).await
+        }
     }
 
     /// Enqueues one job inside the caller's open transaction.
@@ -181,12 +192,31 @@ pub trait Enqueue: Worker {
     ) -> impl Future<Output = Result<JobId, Error>> + Send {
         let payload = crate::client::payload::<Self>(args);
         async move {
-            let ids = conn.push_tx(Self::CONFIG.queue, vec![payload?]).await?;
-            ids.into_iter()
-                .next()
-                .ok_or(Error::Postgres(sqlx::Error::RowNotFound))
+            let payloads = vec![payload?];
+            if let Some(captured) = crate::testing::capture(Self::CONFIG.queue, &payloads, None) {
+                return first(captured?);
+            }
+            first(conn.push_tx(Self::CONFIG.queue, payloads).await?)
         }
     }
+}
+
+/// Pushes through a test fake when inside one, else through the default client.
+async fn push_default<W: Worker>(
+    payloads: Vec<serde_json::Value>,
+    delay: Option<Duration>,
+) -> Result<Vec<JobId>, Error> {
+    if let Some(captured) = crate::testing::capture(W::CONFIG.queue, &payloads, delay) {
+        return captured;
+    }
+    Jobs::current()?.push::<W>(payloads, delay).await
+}
+
+/// The single id of a single enqueue.
+fn first(ids: Vec<JobId>) -> Result<JobId, Error> {
+    ids.into_iter()
+        .next()
+        .ok_or(Error::Postgres(sqlx::Error::RowNotFound))
 }
 
 impl<W: Worker> Enqueue for W {}

@@ -46,6 +46,7 @@ mod error;
 mod processor;
 mod registry;
 mod retry;
+pub mod testing;
 mod worker;
 
 pub use client::{Jobs, JobsBuilder};

@@ -439,7 +439,13 @@ async fn run_job(
     permit: OwnedSemaphorePermit,
     outcomes: mpsc::UnboundedSender<(Lease, Outcome)>,
 ) {
-    let outcome = execute(&shared, &job).await;
+    let outcome = run_job_once(
+        &shared.registry,
+        &shared.state,
+        &shared.settings.unknown_worker,
+        &job,
+    )
+    .await;
     // Removal and send happen together (no await between), so shutdown either sees the job as
     // running and releases it, or sees its outcome queued: never both, never neither.
     let mut running = shared
@@ -452,8 +458,14 @@ async fn run_job(
     drop(permit);
 }
 
-/// Runs one job and decides what becomes of it.
-async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
+/// Decodes and runs one job under its worker's rules, and decides what becomes of it. Shared by
+/// the processors and by [`testing`](crate::testing)'s inline drain.
+pub(crate) async fn run_job_once(
+    registry: &Registry,
+    state: &Arc<StateMap>,
+    unknown_worker: &WorkerConfig,
+    job: &Fetched,
+) -> Outcome {
     let envelope: Envelope = match serde_json::from_value(job.payload.clone()) {
         Ok(envelope) => envelope,
         Err(err) => {
@@ -466,9 +478,9 @@ async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
             };
         }
     };
-    let Some(registration) = shared.registry.get(&envelope.worker) else {
+    let Some(registration) = registry.get(&envelope.worker) else {
         let error = format!("unknown worker `{}`", envelope.worker);
-        return failed(&shared.settings.unknown_worker, job, &envelope, error);
+        return failed(unknown_worker, job, &envelope, error);
     };
     let info = JobInfo {
         id: job.lease.id.clone(),
@@ -477,7 +489,7 @@ async fn execute(shared: &Shared, job: &Fetched) -> Outcome {
         attempt: envelope.retry_count.saturating_add(1),
         enqueued_at: envelope.enqueued_at.or(job.enqueued_at),
     };
-    let ctx = JobContext::new(info, shared.state.clone());
+    let ctx = JobContext::new(info, state.clone());
     let run = AssertUnwindSafe((registration.handler)(envelope.args.clone(), ctx)).catch_unwind();
     let result = match registration.config.timeout {
         Some(limit) => match tokio::time::timeout(limit, run).await {
