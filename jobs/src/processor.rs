@@ -587,11 +587,17 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 async fn complete(shared: Arc<Shared>, mut outcomes: mpsc::UnboundedReceiver<(Lease, Outcome)>) {
     let mut batch = Vec::with_capacity(COMPLETE_BATCH);
     while outcomes.recv_many(&mut batch, COMPLETE_BATCH).await > 0 {
-        let _writing = shared.writes.lock().await;
         let mut errors = 0;
-        while let Err(err) = shared.backend.complete(&batch).await {
+        loop {
+            // Held per try, not across the pause, so leases keep being extended meanwhile.
+            let writing = shared.writes.lock().await;
+            let Err(err) = shared.backend.complete(&batch).await else {
+                break;
+            };
+            drop(writing);
             errors += 1;
             if errors >= BATCH_TRIES && batch.len() > 1 {
+                let _writing = shared.writes.lock().await;
                 for one in batch.chunks(1) {
                     if let Err(err) = shared.backend.complete(one).await {
                         tracing::error!(error = %err, queue = %one[0].0.queue, job = %one[0].0.id,

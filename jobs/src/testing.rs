@@ -5,7 +5,9 @@
 //! The capture is scoped to the future passed in (a tokio task-local), so tests running in
 //! parallel never see each other's jobs; a task spawned inside the scope is outside it.
 //! [`Fake::drain`] then runs the captured jobs inline with the real engine's rules: retries
-//! (without waiting out the backoff), panics, timeouts, dead letters.
+//! (without waiting out the backoff), panics, timeouts, dead letters; each job once, however often
+//! `drain` is called. `enqueue_tx` is captured when called, whether or not the transaction
+//! commits.
 //!
 //! ```
 //! use jobs::testing::Fake;
@@ -67,7 +69,12 @@ pub struct CapturedJob {
 struct Captured {
     jobs: Mutex<Vec<CapturedJob>>,
     next_id: Mutex<i64>,
+    /// How many captured jobs a drain has already taken (shared by clones of the fake).
+    drained: Mutex<usize>,
 }
+
+/// A drain that runs this many jobs has jobs that keep re-enqueueing themselves.
+const DRAIN_LIMIT: usize = 100_000;
 
 /// A fake backend for tests: captures enqueued jobs and runs them inline.
 #[derive(Clone, Default)]
@@ -169,7 +176,7 @@ impl Fake {
         let unknown = WorkerConfig::DEFAULT;
         let mut report = DrainReport::default();
         let mut pending: VecDeque<(CapturedJob, Value)> = VecDeque::new();
-        let mut taken = 0;
+        let mut runs = 0;
         loop {
             {
                 let jobs = self
@@ -177,7 +184,12 @@ impl Fake {
                     .jobs
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                for job in &jobs[taken..] {
+                let mut taken = self
+                    .captured
+                    .drained
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for job in &jobs[*taken..] {
                     let envelope = Envelope {
                         enqueued_at: None,
                         ..Envelope::new(job.worker.clone(), job.args.clone())
@@ -185,11 +197,17 @@ impl Fake {
                     let payload = serde_json::to_value(envelope).unwrap_or(Value::Null);
                     pending.push_back((job.clone(), payload));
                 }
-                taken = jobs.len();
+                *taken = jobs.len();
             }
             let Some((job, payload)) = pending.pop_front() else {
                 return report;
             };
+            runs += 1;
+            assert!(
+                runs <= DRAIN_LIMIT,
+                "drain ran {DRAIN_LIMIT} jobs without settling: a job keeps re-enqueueing itself \
+                 (delays are not waited for in a drain)"
+            );
             let fetched = Fetched {
                 lease: Lease {
                     queue: Arc::from(job.queue.as_str()),

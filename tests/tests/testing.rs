@@ -143,4 +143,9 @@ async fn drain_runs_jobs_inline_with_the_engines_rules() {
     assert_eq!(report.dead[0].0.worker, "Hopeless");
     assert_eq!(report.dead[0].1, "mailbox does not exist");
     assert_eq!(fake.count::<FollowUp>(), 1);
+    assert_eq!(
+        fake.drain().await,
+        jobs::testing::DrainReport::default(),
+        "each job runs once"
+    );
 }
