@@ -51,3 +51,16 @@ impl Envelope {
         }
     }
 }
+
+/// A dead job's stored JSON made ready to run again: a fresh retry budget, no last error.
+/// Anything that is not an envelope object is returned as it is.
+pub(crate) fn with_fresh_budget(stored: Option<Value>) -> Value {
+    match stored {
+        Some(Value::Object(mut fields)) => {
+            fields.remove("retry_count");
+            fields.remove("error");
+            Value::Object(fields)
+        }
+        other => other.unwrap_or(Value::Null),
+    }
+}

@@ -353,14 +353,7 @@ impl Backend for PgBackend {
             .fetch_optional(&mut *tx)
             .await?;
             let (queue, message) = row.ok_or_else(not_found)?;
-            let message = match message {
-                Some(Value::Object(mut fields)) => {
-                    fields.remove("retry_count");
-                    fields.remove("error");
-                    Value::Object(fields)
-                }
-                other => other.unwrap_or(Value::Null),
-            };
+            let message = crate::envelope::with_fresh_budget(message);
             let ids = send_on(&mut tx, &queue, vec![message], None).await?;
             tx.commit().await?;
             ids.into_iter().next().ok_or_else(not_found)

@@ -381,14 +381,11 @@ impl Backend for SqliteBackend {
             .fetch_optional(&mut *tx)
             .await?;
             let (queue, payload) = row.ok_or_else(not_found)?;
-            let payload = match payload.as_deref().map(serde_json::from_str::<Value>) {
-                Some(Ok(Value::Object(mut fields))) => {
-                    fields.remove("retry_count");
-                    fields.remove("error");
-                    Value::Object(fields)
-                }
-                Some(Ok(other)) => other,
-                Some(Err(_)) => Value::String(payload.unwrap_or_default()),
+            let payload = match payload {
+                Some(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(json) => crate::envelope::with_fresh_budget(Some(json)),
+                    Err(_) => Value::String(text),
+                },
                 None => Value::Null,
             };
             let ids = insert_on(&mut tx, &queue, vec![payload], None).await?;
