@@ -1,12 +1,14 @@
 //! The workers of the crash tests, shared by the tests and the child processors they kill: each
 //! run counts itself in a Redis hash, so runs in a killed process count too.
 
-use jobs::{worker, Sidekiq, Sqlite};
+use jobs::{worker, Pg, Sidekiq, Sqlite};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// Runs of the Redis backend's crash test, by job.
 pub const RUNS: &str = "jobs_test:crash:runs";
+/// Runs of the Postgres backend's crash test, by job.
+pub const RUNS_PG: &str = "jobs_test:crash_pg:runs";
 /// Runs of the SQLite backend's crash test, by job.
 pub const RUNS_SQLITE: &str = "jobs_test:crash_sqlite:runs";
 
@@ -38,4 +40,9 @@ pub async fn crash_probe(n: u64) -> anyhow::Result<()> {
 #[worker(enqueuer = Sqlite, queue = "t_crash_sqlite", name = "CrashProbeSqlite")]
 pub async fn crash_probe_sqlite(n: u64) -> anyhow::Result<()> {
     count(RUNS_SQLITE, n).await
+}
+
+#[worker(enqueuer = Pg, queue = "t_crash_pg", name = "CrashProbePg")]
+pub async fn crash_probe_pg(n: u64) -> anyhow::Result<()> {
+    count(RUNS_PG, n).await
 }

@@ -1,5 +1,6 @@
 //! A processor in a process of its own, for the tests that kill one with SIGKILL mid-batch.
-//! `CRASH_BACKEND=sqlite` runs the SQLite crash worker on `SQLITE_URL`; otherwise the Redis one.
+//! `CRASH_BACKEND=sqlite` runs the SQLite crash worker on `SQLITE_URL`, `pg` the Postgres one on
+//! `DATABASE_URL`; otherwise the Redis one.
 
 #[path = "../crash_worker.rs"]
 mod crash_worker;
@@ -14,6 +15,9 @@ async fn main() -> anyhow::Result<()> {
         Ok("sqlite") => Jobs::builder()
             .sqlite(jobs_tests::sqlite_url())
             .queues(["t_crash_sqlite"]),
+        Ok("pg") => Jobs::builder()
+            .postgres(jobs_tests::database_url())
+            .queues(["t_crash_pg"]),
         _ => Jobs::builder()
             .redis(jobs_tests::redis_url())
             .queues(["t_crash"]),

@@ -563,3 +563,72 @@ async fn queues_are_served_fairly_and_by_weight() {
     let (a, b) = serve_two_queues("fair-weighted", 3).await;
     assert!(a > 2 * b, "weight 3 to 1: {a} vs {b}");
 }
+
+#[worker(enqueuer = B, queue = "t_load")]
+async fn under_load(p: Probe, info: JobInfo) -> anyhow::Result<()> {
+    record(&p.key, p.n, info.attempt); // a start
+    tokio::time::sleep(Duration::from_millis(if p.n < 32 { 100 } else { 3_000 })).await;
+    record(&format!("{}-done", p.key), p.n, info.attempt);
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_under_load_acks_the_finished_and_releases_the_rest() {
+    let store = fresh("t_load").await;
+    let settings = |b: jobs::JobsBuilder| {
+        b.concurrency(64)
+            .shutdown_timeout(Duration::from_millis(600))
+    };
+    let first = connect_with("t_load", settings).await;
+    UnderLoad::enqueue_batch((0..64).map(|n| Probe::new("load", n)))
+        .await
+        .unwrap();
+    let running = Running::start(&first);
+    assert!(
+        eventually(WAIT, || async { runs("load").len() == 64 }).await,
+        "all 64 running"
+    );
+    running.stop().await;
+    let done: Vec<u64> = runs("load-done").iter().map(|r| r.n).collect();
+    assert_eq!(
+        done.len(),
+        32,
+        "the short jobs finished before the deadline: {done:?}"
+    );
+    assert!(done.iter().all(|n| *n < 32));
+    assert_eq!(
+        store.pending("t_load").await,
+        32,
+        "the short ones were acked, the long ones kept"
+    );
+    assert_eq!(
+        store.ready("t_load").await,
+        32,
+        "released: ready at once, not after a lease"
+    );
+
+    // The next processor runs the released jobs at once.
+    let start = Instant::now();
+    let second = connect_with("t_load", settings).await;
+    let running = Running::start(&second);
+    assert!(eventually(WAIT, || async { runs("load-done").len() == 64 }).await);
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "not after a lease: {:?}",
+        start.elapsed()
+    );
+    assert!(eventually(WAIT, || async { store.pending("t_load").await == 0 }).await);
+    running.stop().await;
+    let mut starts: HashMap<u64, usize> = HashMap::new();
+    for run in runs("load") {
+        *starts.entry(run.n).or_default() += 1;
+    }
+    for n in 0..64 {
+        let expected = if n < 32 { 1 } else { 2 };
+        assert_eq!(
+            starts[&n], expected,
+            "job {n}: started {} times",
+            starts[&n]
+        );
+    }
+}
