@@ -5,7 +5,7 @@ use crate::backend::sidekiq::SidekiqBackend;
 use crate::backend::sqlite::SqliteBackend;
 use crate::backend::Backend;
 use crate::context::StateMap;
-use crate::processor::{Processor, Settings};
+use crate::processor::{Processor, Settings, DEFAULT_MAX_PAYLOAD};
 use crate::registry::Registry;
 use crate::{BackendKind, DeadLetters, Enqueuer, Envelope, Error, JobId, Worker};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -149,7 +149,9 @@ impl Jobs {
 
     /// Enqueues one job of worker `W` now.
     pub async fn enqueue<W: Worker>(&self, args: W::Args) -> Result<JobId, Error> {
-        let mut ids = self.push::<W>(vec![payload::<W>(args)?], None).await?;
+        let mut ids = self
+            .push::<W>(vec![payload::<W>(args, self.settings().max_payload)?], None)
+            .await?;
         ids.pop().ok_or(Error::Postgres(sqlx::Error::RowNotFound))
     }
 
@@ -160,7 +162,10 @@ impl Jobs {
         args: W::Args,
     ) -> Result<JobId, Error> {
         let mut ids = self
-            .push::<W>(vec![payload::<W>(args)?], Some(delay))
+            .push::<W>(
+                vec![payload::<W>(args, self.settings().max_payload)?],
+                Some(delay),
+            )
             .await?;
         ids.pop().ok_or(Error::Postgres(sqlx::Error::RowNotFound))
     }
@@ -170,9 +175,10 @@ impl Jobs {
         &self,
         args: impl IntoIterator<Item = W::Args>,
     ) -> Result<Vec<JobId>, Error> {
+        let limit = self.settings().max_payload;
         let payloads = args
             .into_iter()
-            .map(payload::<W>)
+            .map(|args| payload::<W>(args, limit))
             .collect::<Result<Vec<_>, _>>()?;
         if payloads.is_empty() {
             return Ok(Vec::new());
@@ -226,10 +232,44 @@ impl Jobs {
     }
 }
 
-/// The stored JSON of one job of `W`.
-pub(crate) fn payload<W: Worker>(args: W::Args) -> Result<serde_json::Value, Error> {
+/// The stored JSON of one job of `W`, refused when its queue name is invalid or it is over
+/// `max_payload` bytes.
+pub(crate) fn payload<W: Worker>(
+    args: W::Args,
+    max_payload: usize,
+) -> Result<serde_json::Value, Error> {
+    check_queue(W::CONFIG.queue)?;
     let args = serde_json::to_value(args).map_err(Error::Serialize)?;
-    serde_json::to_value(Envelope::new(W::NAME, args)).map_err(Error::Serialize)
+    let payload = serde_json::to_value(Envelope::new(W::NAME, args)).map_err(Error::Serialize)?;
+    let mut size = ByteCount(0);
+    serde_json::to_writer(&mut size, &payload).map_err(Error::Serialize)?;
+    if size.0 > max_payload {
+        return Err(Error::PayloadTooLarge {
+            worker: W::NAME.to_owned(),
+            size: size.0,
+            limit: max_payload,
+        });
+    }
+    Ok(payload)
+}
+
+/// The payload limit of the default client, for the enqueue helpers.
+pub(crate) fn default_max_payload() -> usize {
+    Jobs::current().map_or(DEFAULT_MAX_PAYLOAD, |jobs| jobs.settings().max_payload)
+}
+
+/// Counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Checks a queue name against what every backend can store.
@@ -324,6 +364,21 @@ impl JobsBuilder {
         self.settings.unknown_worker = crate::WorkerConfig::DEFAULT
             .max_retries(max_retries)
             .retry_delay(retry_delay);
+        self
+    }
+
+    /// The largest job, in bytes of stored JSON, that may be enqueued or run (default 1 MiB).
+    /// Enqueuing a bigger one fails with [`Error::PayloadTooLarge`]; a bigger one found in
+    /// storage is dead-lettered unread. Keep args small: ids, not documents.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.settings.max_payload = bytes;
+        self
+    }
+
+    /// Lets job args appear in logs (default off: args may hold personal data or secrets).
+    /// When on, failure and dead-letter log lines carry an `args` field.
+    pub fn log_args(mut self, on: bool) -> Self {
+        self.settings.log_args = on;
         self
     }
 

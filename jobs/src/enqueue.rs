@@ -155,7 +155,7 @@ pub trait EnqueueTx<E: Enqueuer>: Send {
 pub trait Enqueue: Worker {
     /// Enqueues one job now.
     fn enqueue(args: Self::Args) -> impl Future<Output = Result<JobId, Error>> + Send {
-        let payload = crate::client::payload::<Self>(args);
+        let payload = crate::client::payload::<Self>(args, crate::client::default_max_payload());
         async move { first(push_default::<Self>(vec![payload?], None).await?) }
     }
 
@@ -164,7 +164,7 @@ pub trait Enqueue: Worker {
         delay: Duration,
         args: Self::Args,
     ) -> impl Future<Output = Result<JobId, Error>> + Send {
-        let payload = crate::client::payload::<Self>(args);
+        let payload = crate::client::payload::<Self>(args, crate::client::default_max_payload());
         async move { first(push_default::<Self>(vec![payload?], Some(delay)).await?) }
     }
 
@@ -172,9 +172,10 @@ pub trait Enqueue: Worker {
     fn enqueue_batch(
         args: impl IntoIterator<Item = Self::Args>,
     ) -> impl Future<Output = Result<Vec<JobId>, Error>> + Send {
+        let limit = crate::client::default_max_payload();
         let payloads: Result<Vec<_>, _> = args
             .into_iter()
-            .map(crate::client::payload::<Self>)
+            .map(|args| crate::client::payload::<Self>(args, limit))
             .collect();
         async move {
             let payloads = payloads?;
@@ -190,7 +191,7 @@ pub trait Enqueue: Worker {
         conn: C,
         args: Self::Args,
     ) -> impl Future<Output = Result<JobId, Error>> + Send {
-        let payload = crate::client::payload::<Self>(args);
+        let payload = crate::client::payload::<Self>(args, crate::client::default_max_payload());
         async move {
             let payloads = vec![payload?];
             if let Some(captured) = crate::testing::capture(Self::CONFIG.queue, &payloads, None) {

@@ -62,6 +62,16 @@ pub enum Error {
     /// A queue name that the backends cannot store.
     #[error("invalid queue name {0:?}: use 1 to 47 lowercase letters, digits or underscores")]
     InvalidQueue(String),
+    /// A job bigger than [`JobsBuilder::max_payload`](crate::JobsBuilder::max_payload).
+    #[error("a `{worker}` job of {size} bytes is over the limit of {limit} bytes: pass ids, not documents, or raise `JobsBuilder::max_payload`")]
+    PayloadTooLarge {
+        /// The worker's name.
+        worker: String,
+        /// The job's size as stored, in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The args could not be turned into JSON.
     #[error("could not serialize the job's args: {0}")]
     Serialize(#[source] serde_json::Error),

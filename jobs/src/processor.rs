@@ -8,6 +8,7 @@ use crate::{
     backoff, BackendKind, Envelope, Error, JobContext, JobInfo, Jobs, Worker, WorkerConfig,
 };
 use futures_util::FutureExt;
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +38,16 @@ pub(crate) struct Settings {
     pub poll_interval: Duration,
     pub unknown_worker: WorkerConfig,
     pub queue_weights: HashMap<String, u32>,
+    /// The largest stored job, in bytes, enqueued or run.
+    pub max_payload: usize,
+    /// Whether job args may appear in logs.
+    pub log_args: bool,
 }
+
+/// The default of [`JobsBuilder::max_payload`](crate::JobsBuilder::max_payload): 1 MiB.
+pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+/// The longest failure text kept with a job; longer ones are cut.
+const MAX_ERROR_LEN: usize = 4096;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -48,6 +58,8 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(5),
             unknown_worker: WorkerConfig::DEFAULT,
             queue_weights: HashMap::new(),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            log_args: false,
         }
     }
 }
@@ -439,13 +451,7 @@ async fn run_job(
     permit: OwnedSemaphorePermit,
     outcomes: mpsc::UnboundedSender<(Lease, Outcome)>,
 ) {
-    let outcome = run_job_once(
-        &shared.registry,
-        &shared.state,
-        &shared.settings.unknown_worker,
-        &job,
-    )
-    .await;
+    let outcome = run_job_once(&shared.registry, &shared.state, &shared.settings, &job).await;
     // Removal and send happen together (no await between), so shutdown either sees the job as
     // running and releases it, or sees its outcome queued: never both, never neither.
     let mut running = shared
@@ -463,24 +469,33 @@ async fn run_job(
 pub(crate) async fn run_job_once(
     registry: &Registry,
     state: &Arc<StateMap>,
-    unknown_worker: &WorkerConfig,
+    settings: &Settings,
     job: &Fetched,
 ) -> Outcome {
-    let envelope: Envelope = match serde_json::from_value(job.payload.clone()) {
-        Ok(envelope) => envelope,
-        Err(err) => {
-            let error = format!("invalid job envelope: {err}");
-            tracing::error!(queue = %job.lease.queue, job = %job.lease.id, %error, "dead-lettering job");
-            return Outcome::Dead {
-                error,
-                attempts: u32::try_from(job.lease.delivery).unwrap_or(0),
-                worker: None,
-            };
+    let malformed = |error: String| {
+        tracing::error!(queue = %job.lease.queue, job = %job.lease.id, %error, "malformed job; dead-lettering it");
+        Outcome::Dead {
+            error: storable(error),
+            attempts: u32::try_from(job.lease.delivery).unwrap_or(0),
+            worker: None,
         }
+    };
+    if job.size > settings.max_payload {
+        return malformed(format!(
+            "job of {} bytes is over the limit of {} bytes (JobsBuilder::max_payload)",
+            job.size, settings.max_payload
+        ));
+    }
+    let envelope: Envelope = match &job.payload {
+        Err(reason) => return malformed(format!("malformed job: {reason}")),
+        Ok(payload) => match Envelope::deserialize(payload) {
+            Ok(envelope) => envelope,
+            Err(err) => return malformed(format!("invalid job envelope: {err}")),
+        },
     };
     let Some(registration) = registry.get(&envelope.worker) else {
         let error = format!("unknown worker `{}`", envelope.worker);
-        return failed(unknown_worker, job, &envelope, error);
+        return failed(&settings.unknown_worker, settings, job, &envelope, error);
     };
     let info = JobInfo {
         id: job.lease.id.clone(),
@@ -496,7 +511,7 @@ pub(crate) async fn run_job_once(
             Ok(result) => result,
             Err(_) => {
                 let error = format!("timed out after {limit:?}");
-                return failed(&registration.config, job, &envelope, error);
+                return failed(&registration.config, settings, job, &envelope, error);
             }
         },
         None => run.await,
@@ -505,7 +520,14 @@ pub(crate) async fn run_job_once(
         Ok(Ok(())) => Outcome::Done,
         Ok(Err(RunError::Args(err))) => {
             let error = storable(format!("invalid args for `{}`: {err}", envelope.worker));
-            tracing::error!(queue = %job.lease.queue, job = %job.lease.id, %error, "dead-lettering job");
+            // serde's message may quote the args: logged only when the user opted in.
+            if settings.log_args {
+                tracing::error!(queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker,
+                    args = %envelope.args, %error, "args do not decode; dead-lettering job");
+            } else {
+                tracing::error!(queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker,
+                    "args do not decode into the worker's `Args`; dead-lettering job (the reason is kept with the dead letter)");
+            }
             Outcome::Dead {
                 error,
                 attempts: envelope.retry_count.saturating_add(1),
@@ -514,25 +536,34 @@ pub(crate) async fn run_job_once(
         }
         Ok(Err(RunError::Failed(err))) => failed(
             &registration.config,
+            settings,
             job,
             &envelope,
             error_chain(err.as_ref()),
         ),
         Err(panic) => {
             let error = format!("panicked: {}", panic_message(panic.as_ref()));
-            failed(&registration.config, job, &envelope, error)
+            failed(&registration.config, settings, job, &envelope, error)
         }
     }
 }
 
 /// A failed run: retry after backoff while retries remain, then dead letter.
-fn failed(config: &WorkerConfig, job: &Fetched, envelope: &Envelope, error: String) -> Outcome {
+fn failed(
+    config: &WorkerConfig,
+    settings: &Settings,
+    job: &Fetched,
+    envelope: &Envelope,
+    error: String,
+) -> Outcome {
     let error = storable(error);
     let retry_count = envelope.retry_count;
+    // Args only with the user's consent: they may hold personal data or secrets.
+    let args = settings.log_args.then_some(&envelope.args);
     if retry_count < envelope.max_retries.unwrap_or(config.max_retries) {
         let delay = backoff(config.retry_delay, retry_count);
         tracing::warn!(
-            queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker,
+            queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker, ?args,
             attempt = retry_count + 1, retry_in = ?delay, %error, "job failed; retrying"
         );
         Outcome::Retry {
@@ -542,7 +573,7 @@ fn failed(config: &WorkerConfig, job: &Fetched, envelope: &Envelope, error: Stri
         }
     } else {
         tracing::error!(
-            queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker,
+            queue = %job.lease.queue, job = %job.lease.id, worker = %envelope.worker, ?args,
             attempts = retry_count + 1, %error, "job failed; retries exhausted, dead-lettering"
         );
         Outcome::Dead {
@@ -564,8 +595,17 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Error text as the backends can store it: PostgreSQL text cannot hold NUL.
-fn storable(error: String) -> String {
+/// Error text as the backends can store it: PostgreSQL text cannot hold NUL, and a reason is
+/// cut to [`MAX_ERROR_LEN`] bytes so a message quoting a huge value cannot bloat every retry.
+fn storable(mut error: String) -> String {
+    if error.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+        error.push_str("… (cut)");
+    }
     if error.contains('\0') {
         error.replace('\0', "\\0")
     } else {

@@ -37,9 +37,9 @@
 
 use crate::backend::{Fetched, Lease, Outcome};
 use crate::context::StateMap;
-use crate::processor::run_job_once;
+use crate::processor::{run_job_once, Settings};
 use crate::registry::Registry;
-use crate::{Envelope, Error, JobId, Worker, WorkerConfig};
+use crate::{Envelope, Error, JobId, Worker};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -173,7 +173,7 @@ impl Fake {
             Err(err) => panic!("{err}"),
         };
         let state = Arc::new(self.state.clone());
-        let unknown = WorkerConfig::DEFAULT;
+        let settings = Settings::default();
         let mut report = DrainReport::default();
         let mut pending: VecDeque<(CapturedJob, Value)> = VecDeque::new();
         let mut runs = 0;
@@ -215,12 +215,14 @@ impl Fake {
                     delivery: 1,
                     raw: None,
                 },
-                payload: payload.clone(),
+                payload: Ok(payload.clone()),
+                // Sizes were checked at enqueue.
+                size: 0,
                 enqueued_at: None,
             };
             // Jobs the handler enqueues are captured here too.
             let outcome = self
-                .scope(run_job_once(&registry, &state, &unknown, &fetched))
+                .scope(run_job_once(&registry, &state, &settings, &fetched))
                 .await;
             match outcome {
                 Outcome::Done | Outcome::Release => report.succeeded += 1,

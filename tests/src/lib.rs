@@ -343,8 +343,11 @@ impl Store {
         }
     }
 
-    /// Inserts a row as it is into the SQLite jobs table.
-    async fn insert_sqlite(&self, queue: &str, payload: Option<String>) {
+    /// Inserts a row as it is into the SQLite jobs table (text or, for bytes, a BLOB).
+    async fn insert_sqlite<T>(&self, queue: &str, payload: Option<T>)
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send,
+    {
         let Store::Sqlite(pool) = self else {
             unreachable!("not an SQLite store")
         };
@@ -368,29 +371,39 @@ impl Store {
             .expect("LPUSH");
     }
 
-    /// Stores malformed jobs (not decodable as a job of this backend); returns how many.
-    pub async fn send_poison(&self, queue: &str) -> usize {
+    /// Stores hostile jobs straight into the backend's storage: random bytes, truncated JSON,
+    /// JSON of the wrong shape, an empty body, and a job of `worker` over 1 MiB (each where the
+    /// storage can hold it: a Postgres `jsonb` column refuses what is not JSON). Returns how many.
+    pub async fn send_poison(&self, queue: &str, worker: &str) -> usize {
+        let huge =
+            serde_json::json!({"worker": worker, "args": {"key": "x".repeat(2 << 20), "n": 1}});
+        let random: Vec<u8> = (0..4096).map(|_| fastrand::u8(..)).collect();
         match self {
             Store::Pg(pool) => {
                 send_raw(pool, queue, serde_json::json!("just a string")).await;
+                send_raw(pool, queue, serde_json::json!([1, 2, 3])).await;
                 send_raw(pool, queue, serde_json::json!({"args": {"n": 1}})).await;
                 send_raw(pool, queue, serde_json::json!({"worker": 42, "args": {}})).await;
+                send_raw(pool, queue, huge).await;
                 sqlx::query(&format!("SELECT pgmq.send('{queue}', NULL::jsonb)"))
                     .execute(pool)
                     .await
                     .expect("send NULL");
-                4
+                6
             }
             Store::Sqlite(_) => {
                 for payload in [
-                    Some("not json at all"),
-                    Some("\"just a string\""),
-                    Some("{\"args\": 1}"),
+                    Some("not json at all".to_owned()),
+                    Some("{\"worker\": \"Trunc".to_owned()),
+                    Some("\"just a string\"".to_owned()),
+                    Some("{\"args\": 1}".to_owned()),
+                    Some(huge.to_string()),
                     None,
                 ] {
-                    self.insert_sqlite(queue, payload.map(str::to_owned)).await;
+                    self.insert_sqlite(queue, payload).await;
                 }
-                4
+                self.insert_sqlite(queue, Some(random)).await;
+                7
             }
             Store::Redis(_) => {
                 for raw in [
@@ -402,7 +415,13 @@ impl Store {
                     self.push_raw(queue, raw).await;
                 }
                 self.push_raw(queue, &b"\xff\xfe not UTF-8"[..]).await;
-                5
+                self.push_raw(queue, random).await;
+                let huge = serde_json::json!({
+                    "class": worker, "args": [huge["args"]], "queue": queue,
+                    "jid": format!("{:024x}", rand_id()), "created_at": 1.7e9,
+                });
+                self.push_raw(queue, huge.to_string()).await;
+                7
             }
         }
     }

@@ -28,8 +28,11 @@ pub(crate) struct Lease {
 pub(crate) struct Fetched {
     pub lease: Lease,
     /// The job in the engine's [`Envelope`](crate::Envelope) shape, not yet decoded: decoding
-    /// is the engine's job, so a bad one is dead-lettered.
-    pub payload: Value,
+    /// is the engine's job, so a bad one is dead-lettered. `Err` says why the stored body is not
+    /// JSON at all (without quoting it).
+    pub payload: Result<Value, String>,
+    /// The body's size as stored, in bytes.
+    pub size: usize,
     pub enqueued_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 

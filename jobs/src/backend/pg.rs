@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A row of `pgmq.read`: id, delivery count, enqueue time, body.
-type ReadRow = (i64, i32, DateTime<Utc>, Option<Value>);
+type ReadRow = (i64, i32, DateTime<Utc>, Option<String>);
 
 /// Serializes schema installs across processes (`pg_advisory_lock` key).
 const INSTALL_LOCK: i64 = 0x6a6f_6273_0001;
@@ -222,10 +222,11 @@ impl Backend for PgBackend {
                     break;
                 }
                 let want = i32::try_from(want).unwrap_or(i32::MAX);
-                // pgmq.read itself, decoding the body as optional JSON: a NULL body is a job to
-                // dead-letter, not an error that would hide the whole batch for a lease.
+                // pgmq.read itself, taking the body as optional text (what the jsonb wire format
+                // sends anyway, and its size comes free): a NULL body is a job to dead-letter,
+                // not an error that would hide the whole batch for a lease.
                 let rows: Result<Vec<ReadRow>, _> = sqlx::query_as(
-                    "SELECT msg_id, read_ct, enqueued_at, message FROM pgmq.read($1::text, $2::integer, $3::integer)",
+                    "SELECT msg_id, read_ct, enqueued_at, message::text FROM pgmq.read($1::text, $2::integer, $3::integer)",
                 )
                 .bind(queue)
                 .bind(lease_secs)
@@ -251,7 +252,12 @@ impl Backend for PgBackend {
                                 delivery,
                                 raw: None,
                             },
-                            payload: message.unwrap_or(Value::Null),
+                            size: message.as_ref().map_or(0, String::len),
+                            payload: match message {
+                                Some(text) => serde_json::from_str(&text)
+                                    .map_err(|err| format!("not JSON: {err}")),
+                                None => Err("empty body (SQL NULL)".to_owned()),
+                            },
                             enqueued_at: Some(enqueued_at),
                         }),
                 );

@@ -215,24 +215,25 @@ impl SidekiqBackend {
 
     /// Reads one stored job into a [`Fetched`], in the engine's envelope shape.
     fn fetched(queue: &Arc<str>, raw: Vec<u8>) -> Fetched {
-        let parsed: Option<Map<String, Value>> = match serde_json::from_slice(&raw) {
-            Ok(Value::Object(fields)) => Some(fields),
-            _ => None,
+        let parsed: Result<Map<String, Value>, String> = match serde_json::from_slice(&raw) {
+            Ok(Value::Object(fields)) => Ok(fields),
+            Ok(_) => Err("not a Sidekiq job: the JSON is not an object".to_owned()),
+            Err(err) => Err(format!("not JSON: {err}")),
         };
         let jid = parsed
             .as_ref()
+            .ok()
             .and_then(|f| f.get("jid"))
             .and_then(Value::as_str)
             .map_or_else(new_jid, str::to_owned);
         let enqueued_at = parsed
             .as_ref()
+            .ok()
             .and_then(|f| f.get("created_at"))
             .and_then(Value::as_f64)
             .and_then(|secs| chrono::DateTime::from_timestamp_micros((secs * 1e6) as i64));
-        let payload = match &parsed {
-            Some(fields) => envelope_of(fields),
-            None => Value::String(String::from_utf8_lossy(&raw).into_owned()),
-        };
+        let payload = parsed.as_ref().map(envelope_of).map_err(Clone::clone);
+        let size = raw.len();
         Fetched {
             lease: Lease {
                 queue: queue.clone(),
@@ -241,6 +242,7 @@ impl SidekiqBackend {
                 raw: Some(raw.into()),
             },
             payload,
+            size,
             enqueued_at,
         }
     }

@@ -50,7 +50,9 @@ const CROSS_PROCESS_POLL: Duration = Duration::from_millis(500);
 const INSERT_CHUNK: usize = 1000;
 
 /// A claimed row: id, queue, payload, deliveries, enqueued at (ms).
-type ClaimedRow = (i64, String, Option<String>, i64, i64);
+/// A claimed row; the payload is read as bytes, so a body that is not valid UTF-8 (SQLite
+/// stores whatever it is given) is a job to dead-letter rather than an error for the batch.
+type ClaimedRow = (i64, String, Option<Vec<u8>>, i64, i64);
 
 pub(crate) struct SqliteBackend {
     pool: SqlitePool,
@@ -169,7 +171,7 @@ impl Backend for SqliteBackend {
                     "UPDATE jobs_queue SET run_at = ?1, deliveries = deliveries + 1 \
                      WHERE id IN (SELECT id FROM jobs_queue WHERE queue = ?2 AND run_at <= ?3 \
                                   ORDER BY id LIMIT ?4) \
-                     RETURNING id, queue, payload, deliveries, enqueued_at",
+                     RETURNING id, queue, CAST(payload AS BLOB), deliveries, enqueued_at",
                 )
                 .bind(now.saturating_add(ms(lease)))
                 .bind(queue)
@@ -189,11 +191,11 @@ impl Backend for SqliteBackend {
                 let name: Arc<str> = Arc::from(queue.as_str());
                 fetched.extend(rows.into_iter().map(
                     |(id, _, payload, deliveries, enqueued_at)| {
+                        let size = payload.as_ref().map_or(0, Vec::len);
                         let payload = match payload {
-                            None => Value::Null,
-                            Some(text) => {
-                                serde_json::from_str(&text).unwrap_or(Value::String(text))
-                            }
+                            None => Err("empty body (SQL NULL)".to_owned()),
+                            Some(bytes) => serde_json::from_slice(&bytes)
+                                .map_err(|err| format!("not JSON: {err}")),
                         };
                         Fetched {
                             lease: Lease {
@@ -203,6 +205,7 @@ impl Backend for SqliteBackend {
                                 raw: None,
                             },
                             payload,
+                            size,
                             enqueued_at: time(enqueued_at),
                         }
                     },
@@ -358,7 +361,8 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, Error>> {
         Box::pin(async move {
             let rows: Vec<DeadRow> = sqlx::query_as(
-                "SELECT id, queue, job_id, worker, payload, error, attempts, enqueued_at, failed_at \
+                "SELECT id, queue, job_id, worker, CAST(payload AS BLOB) AS payload, error, attempts, \
+                        enqueued_at, failed_at \
                  FROM jobs_dead_letters WHERE ?1 IS NULL OR queue = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .bind(queue)
@@ -374,20 +378,14 @@ impl Backend for SqliteBackend {
             let not_found = || Error::DeadLetterNotFound(id.to_owned());
             let key: i64 = id.parse().map_err(|_| not_found())?;
             let mut tx = self.pool.begin().await?;
-            let row: Option<(String, Option<String>)> = sqlx::query_as(
-                "DELETE FROM jobs_dead_letters WHERE id = ?1 RETURNING queue, payload",
+            let row: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
+                "DELETE FROM jobs_dead_letters WHERE id = ?1 RETURNING queue, CAST(payload AS BLOB)",
             )
             .bind(key)
             .fetch_optional(&mut *tx)
             .await?;
             let (queue, payload) = row.ok_or_else(not_found)?;
-            let payload = match payload {
-                Some(text) => match serde_json::from_str::<Value>(&text) {
-                    Ok(json) => crate::envelope::with_fresh_budget(Some(json)),
-                    Err(_) => Value::String(text),
-                },
-                None => Value::Null,
-            };
+            let payload = crate::envelope::with_fresh_budget(payload.as_deref().map(stored_json));
             let ids = insert_on(&mut tx, &queue, vec![payload], None).await?;
             tx.commit().await?;
             self.inserted.notify_waiters();
@@ -411,6 +409,12 @@ impl Backend for SqliteBackend {
     }
 }
 
+/// A stored body as JSON; one that is not JSON becomes a string of its (lossily decoded) text.
+fn stored_json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
 /// A row of `jobs_dead_letters`.
 #[derive(sqlx::FromRow)]
 struct DeadRow {
@@ -418,7 +422,7 @@ struct DeadRow {
     queue: String,
     job_id: i64,
     worker: Option<String>,
-    payload: Option<String>,
+    payload: Option<Vec<u8>>,
     error: String,
     attempts: i64,
     enqueued_at: i64,
@@ -432,9 +436,7 @@ impl DeadRow {
             queue: self.queue,
             job_id: JobId::from(self.job_id),
             worker: self.worker,
-            message: self
-                .payload
-                .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text))),
+            message: self.payload.as_deref().map(stored_json),
             error: self.error,
             attempts: u32::try_from(self.attempts).unwrap_or(0),
             enqueued_at: time(self.enqueued_at),

@@ -307,7 +307,7 @@ async fn poison_probe(p: Probe) -> anyhow::Result<()> {
 async fn poison_jobs_and_args_are_dead_lettered_at_once() {
     let store = fresh("t_poison").await;
     let jobs = connect("t_poison").await;
-    let poison = store.send_poison("t_poison").await;
+    let poison = store.send_poison("t_poison", "PoisonProbe").await;
     store
         .send_job(
             "t_poison",
@@ -325,7 +325,11 @@ async fn poison_jobs_and_args_are_dead_lettered_at_once() {
         })
         .await,
         "{:?}",
-        dead_letters(&jobs, "t_poison").await
+        dead_letters(&jobs, "t_poison")
+            .await
+            .iter()
+            .map(|l| l.error.clone())
+            .collect::<Vec<_>>()
     );
     assert!(
         eventually(WAIT, || async { runs("poison").len() == 1 }).await,
@@ -338,16 +342,80 @@ async fn poison_jobs_and_args_are_dead_lettered_at_once() {
     for letter in &letters {
         assert_eq!(letter.attempts, 1, "no retries for {letter:?}");
     }
-    let invalid = letters
+    let reasons: Vec<&str> = letters.iter().map(|l| l.error.as_str()).collect();
+    let malformed = reasons
         .iter()
-        .filter(|l| l.error.starts_with("invalid job envelope"))
+        .filter(|e| e.starts_with("invalid job envelope:") || e.starts_with("malformed job:"))
         .count();
-    assert_eq!(invalid, poison, "{letters:?}");
+    let oversized = reasons
+        .iter()
+        .filter(|e| e.contains("bytes is over the limit of 1048576 bytes"))
+        .count();
+    assert_eq!((malformed, oversized), (poison - 1, 1), "{reasons:?}");
+    // A reason names what is wrong without quoting a huge body.
+    assert!(reasons.iter().all(|e| e.len() < 5_000), "{reasons:?}");
     let bad_args = letters
         .iter()
         .find(|l| l.error.starts_with("invalid args"))
         .expect("bad args letter");
     assert_eq!(bad_args.worker.as_deref(), Some("PoisonProbe"));
+}
+
+/// A hand-written worker whose queue name no backend accepts.
+struct BadQueue;
+
+impl jobs::Worker for BadQueue {
+    type Args = Probe;
+    type Enqueuer = B;
+    const NAME: &'static str = "BadQueue";
+    const CONFIG: jobs::WorkerConfig = jobs::WorkerConfig::new("Not A Queue!");
+
+    async fn handle(_: Probe, _: jobs::JobContext) -> Result<(), jobs::BoxError> {
+        Ok(())
+    }
+}
+
+#[worker(enqueuer = B, queue = "t_refused")]
+async fn refused_probe(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, p.n, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_queues_and_oversized_jobs_are_refused_at_enqueue() {
+    let store = fresh("t_refused").await;
+    let jobs = connect_with("t_refused", |b| b.max_payload(64 * 1024)).await;
+    let err = jobs
+        .enqueue::<BadQueue>(Probe::new("refused", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, jobs::Error::InvalidQueue(q) if q == "Not A Queue!"),
+        "{err}"
+    );
+    let big = Probe {
+        key: "x".repeat(100_000),
+        n: 1,
+    };
+    let err = jobs.enqueue::<RefusedProbe>(big.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, jobs::Error::PayloadTooLarge { size, limit: 65_536, .. } if size > 100_000),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`RefusedProbe` job of"), "{err}");
+    // One oversized job refuses the whole batch: nothing is stored.
+    let err = jobs
+        .enqueue_batch::<RefusedProbe>([Probe::new("refused", 2), big])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, jobs::Error::PayloadTooLarge { .. }), "{err}");
+    assert_eq!(store.pending("t_refused").await, 0);
+    let near = Probe {
+        key: "y".repeat(60_000),
+        n: 3,
+    };
+    jobs.enqueue::<RefusedProbe>(near).await.unwrap();
+    assert_eq!(store.pending("t_refused").await, 1);
 }
 
 #[worker(enqueuer = B, queue = "t_unknown")]
