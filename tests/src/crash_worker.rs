@@ -1,20 +1,19 @@
-//! The workers of the crash tests, shared by the tests and the child processors they kill: each
-//! run counts itself in a Redis hash, so runs in a killed process count too.
+//! The workers of the crash suite, shared by the tests and the child processors they kill: each
+//! run counts itself in a Redis hash named after its queue, so runs in a killed process count
+//! too. One worker per backend and scenario, so the scenarios run side by side.
 
 use jobs::{worker, Pg, Sidekiq, Sqlite};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-/// Runs of the Redis backend's crash test, by job.
-pub const RUNS: &str = "jobs_test:crash:runs";
-/// Runs of the Postgres backend's crash test, by job.
-pub const RUNS_PG: &str = "jobs_test:crash_pg:runs";
-/// Runs of the SQLite backend's crash test, by job.
-pub const RUNS_SQLITE: &str = "jobs_test:crash_sqlite:runs";
-
 static REDIS: OnceCell<redis::aio::MultiplexedConnection> = OnceCell::const_new();
 
-async fn count(key: &str, n: u64) -> anyhow::Result<()> {
+/// The Redis hash counting the runs of each job of `queue`.
+pub fn runs_key(queue: &str) -> String {
+    format!("jobs_test:runs:{queue}")
+}
+
+async fn count(queue: &str, n: u64) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let conn = REDIS
         .get_or_try_init(|| async {
@@ -24,7 +23,7 @@ async fn count(key: &str, n: u64) -> anyhow::Result<()> {
         })
         .await?;
     let _: i64 = redis::cmd("HINCRBY")
-        .arg(key)
+        .arg(runs_key(queue))
         .arg(n)
         .arg(1)
         .query_async(&mut conn.clone())
@@ -32,17 +31,35 @@ async fn count(key: &str, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[worker(enqueuer = Sidekiq, queue = "t_crash", name = "CrashProbe")]
-pub async fn crash_probe(n: u64) -> anyhow::Result<()> {
-    count(RUNS, n).await
+/// The three crash scenarios' workers of one backend, in a module named after it.
+macro_rules! scenarios {
+    ($module:ident, $enqueuer:ident, [$($name:ident: $queue:tt, $job:tt;)*]) => {
+        pub mod $module {
+            use super::*;
+            $(
+                #[worker(enqueuer = $enqueuer, queue = $queue, name = $job)]
+                pub async fn $name(n: u64) -> anyhow::Result<()> {
+                    count($queue, n).await
+                }
+            )*
+        }
+    };
 }
 
-#[worker(enqueuer = Sqlite, queue = "t_crash_sqlite", name = "CrashProbeSqlite")]
-pub async fn crash_probe_sqlite(n: u64) -> anyhow::Result<()> {
-    count(RUNS_SQLITE, n).await
-}
+scenarios!(sidekiq, Sidekiq, [
+    restarted: "t_crash_restart", "CrashRestart";
+    alongside: "t_crash_alongside", "CrashAlongside";
+    repeated: "t_crash_repeated", "CrashRepeated";
+]);
 
-#[worker(enqueuer = Pg, queue = "t_crash_pg", name = "CrashProbePg")]
-pub async fn crash_probe_pg(n: u64) -> anyhow::Result<()> {
-    count(RUNS_PG, n).await
-}
+scenarios!(pg, Pg, [
+    restarted: "t_crash_pg_restart", "CrashPgRestart";
+    alongside: "t_crash_pg_alongside", "CrashPgAlongside";
+    repeated: "t_crash_pg_repeated", "CrashPgRepeated";
+]);
+
+scenarios!(sqlite, Sqlite, [
+    restarted: "t_crash_sqlite_restart", "CrashSqliteRestart";
+    alongside: "t_crash_sqlite_alongside", "CrashSqliteAlongside";
+    repeated: "t_crash_sqlite_repeated", "CrashSqliteRepeated";
+]);

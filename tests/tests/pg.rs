@@ -16,6 +16,8 @@ fn builder() -> jobs::JobsBuilder {
 mod conformance;
 #[path = "../src/crash_worker.rs"]
 mod crash_worker;
+use crash_worker::pg as scenarios;
+mod crash;
 
 use conformance::{connect, Config};
 
@@ -164,67 +166,4 @@ async fn a_hand_written_worker_runs_on_a_hand_built_processor() {
         PgProcessor::builder(&jobs).build(),
         Err(jobs::Error::NoWorkers(_))
     ));
-}
-
-async fn crash_runs() -> std::collections::HashMap<u64, u64> {
-    let mut conn = redis::Client::open(jobs_tests::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    redis::cmd("HGETALL")
-        .arg(crash_worker::RUNS_PG)
-        .query_async(&mut conn)
-        .await
-        .expect("HGETALL")
-}
-
-#[tokio::test]
-async fn a_processor_killed_mid_batch_loses_nothing() {
-    const JOBS: u64 = 2_000;
-    let pool = fresh("t_crash_pg").await;
-    let mut conn = redis::Client::open(jobs_tests::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(crash_worker::RUNS_PG)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let jobs = conformance::connect_with("t_crash_pg", |b| {
-        b.lease(Duration::from_secs(2)).concurrency(16)
-    })
-    .await;
-    for chunk in (0..JOBS).collect::<Vec<_>>().chunks(500) {
-        crash_worker::CrashProbePg::enqueue_batch(chunk.iter().copied())
-            .await
-            .unwrap();
-    }
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crash_processor"))
-        .env("CRASH_BACKEND", "pg")
-        .env("DATABASE_URL", jobs_tests::database_url())
-        .env("REDIS_URL", jobs_tests::redis_url())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the child processor");
-    assert!(eventually(WAIT, || async { crash_runs().await.len() >= 300 }).await);
-    child.start_kill().expect("SIGKILL");
-    child.wait().await.unwrap();
-    let at_kill = crash_runs().await.len() as u64;
-    assert!(at_kill < JOBS, "killed mid-batch");
-    // Its claimed jobs become visible again when their lease (2 s) ends.
-    let running = Running::start(&jobs);
-    assert!(
-        eventually(Duration::from_secs(90), || async {
-            crash_runs().await.len() as u64 == JOBS && queued(&pool, "t_crash_pg").await == 0
-        })
-        .await,
-        "{} of {JOBS} completed",
-        crash_runs().await.len()
-    );
-    running.stop().await;
-    let duplicates: u64 = crash_runs().await.values().map(|n| n - 1).sum();
-    eprintln!("killed after {at_kill} jobs; all {JOBS} completed; {duplicates} ran twice (run but not yet acked by the killed process)");
 }
