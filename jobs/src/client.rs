@@ -18,6 +18,8 @@ static DEFAULT: RwLock<Option<Jobs>> = RwLock::new(None);
 
 /// The most a queue name may have; pgmq's limit.
 const MAX_QUEUE_LEN: usize = 47;
+/// The longest an enqueue waits for a connection, e.g. while the server is down.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The jobs client: enqueues, runs the processors, and manages dead letters.
 ///
@@ -399,6 +401,8 @@ impl JobsBuilder {
             (None, Some(url)) => Some(
                 PgPoolOptions::new()
                     .max_connections(10)
+                    // Bounds how long an enqueue waits while PostgreSQL is unreachable.
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect(&url)
                     .await?,
             ),

@@ -91,3 +91,42 @@ pub enum Error {
     #[error("redis pool: {0}")]
     RedisPool(String),
 }
+
+impl Error {
+    /// Whether the backend could not be reached (connection refused, lost or timed out, server
+    /// shutting down or still loading): the same call can succeed later, unlike a bad job or
+    /// a bad setting.
+    ///
+    /// ```
+    /// assert!(!jobs::Error::NotConnected.is_unavailable());
+    /// assert!(jobs::Error::RedisPool("timed out".into()).is_unavailable());
+    /// ```
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Postgres(err) | Error::Pgmq(pgmq::PgmqError::DatabaseError(err)) => {
+                sql_unavailable(err)
+            }
+            Error::Redis(err) => !matches!(
+                err.retry_method(),
+                sidekiq::redis_rs::RetryMethod::NoRetry
+            ),
+            Error::RedisPool(_) => true,
+            _ => false,
+        }
+    }
+}
+
+fn sql_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Connection exceptions (08…), operator intervention such as a shutdown or a
+        // terminated backend (57P…), too many connections (53300).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300"),
+        _ => false,
+    }
+}

@@ -636,7 +636,9 @@ async fn complete(shared: Arc<Shared>, mut outcomes: mpsc::UnboundedReceiver<(Le
             };
             drop(writing);
             errors += 1;
-            if errors >= BATCH_TRIES && batch.len() > 1 {
+            // An unreachable backend is waited out (shutdown bounds the wait); an outcome the
+            // backend keeps refusing is tried alone, so it cannot hold up the others.
+            if errors >= BATCH_TRIES && !err.is_unavailable() {
                 let _writing = shared.writes.lock().await;
                 for one in batch.chunks(1) {
                     if let Err(err) = shared.backend.complete(one).await {

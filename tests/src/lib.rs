@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: the database, a probe recorder, and waiting.
 
+pub mod servers;
+
 use jobs::Jobs;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;

@@ -65,6 +65,7 @@ impl PgBackend {
             .options([("synchronous_commit", "off")]);
         let work = PgPoolOptions::new()
             .max_connections(WORK_CONNECTIONS)
+            .acquire_timeout(crate::client::ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
         let pgmq = PGMQueueExt::new_with_pool(work.clone()).await;
         Self { pool, work, pgmq }

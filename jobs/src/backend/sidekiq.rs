@@ -188,7 +188,7 @@ impl SidekiqBackend {
                 .max_size(size)
                 // bb8 PINGs each connection on checkout: a round trip per call, but the only way
                 // a connection broken by a Redis restart leaves the pool (the manager cannot tell).
-                .connection_timeout(Duration::from_secs(5))
+                .connection_timeout(crate::client::ACQUIRE_TIMEOUT)
                 .build(manager)
                 .await
                 .map_err(Error::Redis)
