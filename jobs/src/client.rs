@@ -87,6 +87,20 @@ pub struct JobsBuilder {
     settings: Settings,
 }
 
+impl std::fmt::Debug for JobsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = |url: &Option<String>| url.as_deref().map(redact_url);
+        f.debug_struct("JobsBuilder")
+            .field("postgres_url", &url(&self.postgres_url))
+            .field("redis_url", &url(&self.redis_url))
+            .field("sqlite_url", &url(&self.sqlite_url))
+            .field("postgres_pool", &self.postgres_pool.is_some())
+            .field("queues", &self.queues)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Jobs {
     /// Starts configuring a client.
     pub fn builder() -> JobsBuilder {
@@ -255,6 +269,31 @@ pub(crate) fn payload<W: Worker>(
     Ok(payload)
 }
 
+/// `url` as it may be printed: any password replaced by `***`.
+///
+/// ```
+/// # use jobs::redact_url;
+/// assert_eq!(redact_url("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
+/// assert_eq!(redact_url("redis://:s3cret@cache:6379"), "redis://:***@cache:6379");
+/// assert_eq!(redact_url("sqlite://jobs.db"), "sqlite://jobs.db");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Fails only for URLs that cannot have a password, which this one has.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        // Unparsable: print nothing of it that could be a secret.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://…"),
+            None => "…".to_owned(),
+        },
+    }
+}
+
 /// The payload limit of the default client, for the enqueue helpers.
 pub(crate) fn default_max_payload() -> usize {
     Jobs::current().map_or(DEFAULT_MAX_PAYLOAD, |jobs| jobs.settings().max_payload)
@@ -370,8 +409,9 @@ impl JobsBuilder {
     }
 
     /// The largest job, in bytes of stored JSON, that may be enqueued or run (default 1 MiB).
-    /// Enqueuing a bigger one fails with [`Error::PayloadTooLarge`]; a bigger one found in
-    /// storage is dead-lettered unread. Keep args small: ids, not documents.
+    /// Enqueuing a bigger one fails with [`Error::PayloadTooLarge`]; one found in storage at
+    /// over twice the limit (written by other means) is dead-lettered unread. Keep args
+    /// small: ids, not documents.
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.settings.max_payload = bytes;
         self
@@ -398,14 +438,17 @@ impl JobsBuilder {
 
         let pg_pool = match (self.postgres_pool, self.postgres_url) {
             (Some(pool), _) => Some(pool),
-            (None, Some(url)) => Some(
-                PgPoolOptions::new()
+            (None, Some(url)) => {
+                let pool = PgPoolOptions::new()
                     .max_connections(10)
                     // Bounds how long an enqueue waits while PostgreSQL is unreachable.
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect(&url)
-                    .await?,
-            ),
+                    .await
+                    .map_err(|err| Error::connect(BackendKind::Pg, &url, err.into()))?;
+                tracing::info!(url = %redact_url(&url), "connected to PostgreSQL");
+                Some(pool)
+            }
             (None, None) => None,
         };
         let pg = match pg_pool {
@@ -419,14 +462,24 @@ impl JobsBuilder {
         if let Some(url) = &self.sqlite_url {
             backends.insert(
                 BackendKind::Sqlite,
-                Arc::new(SqliteBackend::connect(url).await?),
+                Arc::new(
+                    SqliteBackend::connect(url)
+                        .await
+                        .map_err(|err| Error::connect(BackendKind::Sqlite, url, err))?,
+                ),
             );
+            tracing::info!(url = %redact_url(url), "opened SQLite");
         }
         if let Some(url) = &self.redis_url {
             backends.insert(
                 BackendKind::Sidekiq,
-                Arc::new(SidekiqBackend::connect(url).await?),
+                Arc::new(
+                    SidekiqBackend::connect(url)
+                        .await
+                        .map_err(|err| Error::connect(BackendKind::Sidekiq, url, err))?,
+                ),
             );
+            tracing::info!(url = %redact_url(url), "connected to Redis");
         }
 
         for registration in served.iter() {

@@ -75,6 +75,17 @@ pub enum Error {
     /// The args could not be turned into JSON.
     #[error("could not serialize the job's args: {0}")]
     Serialize(#[source] serde_json::Error),
+    /// Connecting to a backend failed; the URL is shown with its password redacted.
+    #[error("cannot connect to {backend} at {url}: {source}")]
+    Connect {
+        /// The backend.
+        backend: BackendKind,
+        /// Its URL, password replaced by `***`.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
     /// A database error from PostgreSQL.
     #[error("postgres: {0}")]
     Postgres(#[from] sqlx::Error),
@@ -93,6 +104,14 @@ pub enum Error {
 }
 
 impl Error {
+    pub(crate) fn connect(backend: BackendKind, url: &str, source: Error) -> Self {
+        Error::Connect {
+            backend,
+            url: crate::client::redact_url(url),
+            source: Box::new(source),
+        }
+    }
+
     /// Whether the backend could not be reached (connection refused, lost or timed out, server
     /// shutting down or still loading): the same call can succeed later, unlike a bad job or
     /// a bad setting.
@@ -106,11 +125,11 @@ impl Error {
             Error::Postgres(err) | Error::Pgmq(pgmq::PgmqError::DatabaseError(err)) => {
                 sql_unavailable(err)
             }
-            Error::Redis(err) => !matches!(
-                err.retry_method(),
-                sidekiq::redis_rs::RetryMethod::NoRetry
-            ),
+            Error::Redis(err) => {
+                !matches!(err.retry_method(), sidekiq::redis_rs::RetryMethod::NoRetry)
+            }
             Error::RedisPool(_) => true,
+            Error::Connect { source, .. } => source.is_unavailable(),
             _ => false,
         }
     }
@@ -124,9 +143,9 @@ fn sql_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         // Connection exceptions (08…), operator intervention such as a shutdown or a
         // terminated backend (57P…), too many connections (53300).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300"),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
         _ => false,
     }
 }

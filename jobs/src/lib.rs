@@ -49,7 +49,7 @@ mod retry;
 pub mod testing;
 mod worker;
 
-pub use client::{Jobs, JobsBuilder};
+pub use client::{redact_url, Jobs, JobsBuilder};
 pub use context::{FromJobContext, JobContext, JobInfo, MissingState, State, StateRequirement};
 pub use dead::{DeadLetter, DeadLetters};
 pub use enqueue::{BackendKind, Enqueue, EnqueueTx, Enqueuer, JobId, Pg, Sidekiq, Sqlite};

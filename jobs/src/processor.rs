@@ -225,7 +225,20 @@ impl Processor {
     /// jobs up to the shutdown timeout, and releases the rest so they run again at once.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let shared = self.shared;
-        shared.backend.prepare(&shared.queues).await?;
+        // A backend that is down at start is waited for, as one that goes down later is.
+        let mut errors = 0;
+        while let Err(err) = shared.backend.prepare(&shared.queues).await {
+            if !err.is_unavailable() {
+                return Err(err);
+            }
+            errors += 1;
+            let pause = backoff(Duration::from_millis(100), errors).min(MAX_ERROR_PAUSE);
+            tracing::warn!(error = %err, retry_in = ?pause, "backend unavailable at start");
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
         let (outcomes, outcome_rx) = mpsc::unbounded_channel();
         let stop_helpers = CancellationToken::new();
         let wake = Arc::new(Notify::new());
@@ -480,9 +493,11 @@ pub(crate) async fn run_job_once(
             worker: None,
         }
     };
-    if job.size > settings.max_payload {
+    // The stored form may be wider than the JSON checked at enqueue (`jsonb` prints spaces,
+    // Sidekiq adds fields): only a job past twice the limit was not enqueued through us.
+    if job.size > settings.max_payload.saturating_mul(2) {
         return malformed(format!(
-            "job of {} bytes is over the limit of {} bytes (JobsBuilder::max_payload)",
+            "job of {} bytes is over twice the limit of {} bytes (JobsBuilder::max_payload)",
             job.size, settings.max_payload
         ));
     }

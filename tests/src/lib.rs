@@ -374,11 +374,11 @@ impl Store {
     }
 
     /// Stores hostile jobs straight into the backend's storage: random bytes, truncated JSON,
-    /// JSON of the wrong shape, an empty body, and a job of `worker` over 1 MiB (each where the
+    /// JSON of the wrong shape, an empty body, and a job of `worker` over 2 MiB (each where the
     /// storage can hold it: a Postgres `jsonb` column refuses what is not JSON). Returns how many.
     pub async fn send_poison(&self, queue: &str, worker: &str) -> usize {
         let huge =
-            serde_json::json!({"worker": worker, "args": {"key": "x".repeat(2 << 20), "n": 1}});
+            serde_json::json!({"worker": worker, "args": {"key": "x".repeat(3 << 20), "n": 1}});
         let random: Vec<u8> = (0..4096).map(|_| fastrand::u8(..)).collect();
         match self {
             Store::Pg(pool) => {

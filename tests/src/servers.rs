@@ -40,16 +40,32 @@ impl ThrowawayPostgres {
         let server = Self { bin, dir, port };
         run(server
             .as_owner("initdb")
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&server.dir));
         server.up();
         server
     }
 
-    /// The connection URL.
+    /// The connection URL. Authentication is `trust`, so the password is ignored: it is there
+    /// so that logs can be checked for it.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            Self::PASSWORD,
+            self.port
+        )
     }
+
+    /// The password in [`url`](Self::url), which must never be logged.
+    pub const PASSWORD: &'static str = "throwaway-secret";
 
     /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
     pub fn down(&self) {
@@ -122,7 +138,10 @@ fn postgres_bin() -> PathBuf {
         })
         .collect();
     versions.sort();
-    versions.pop().expect("an initdb under /usr/lib/postgresql").1
+    versions
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql")
+        .1
 }
 
 /// A Redis server of its own, with an append-only file synced on every write so a restart
@@ -166,7 +185,14 @@ impl ThrowawayRedis {
     pub async fn up(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -176,7 +202,6 @@ impl ThrowawayRedis {
         self.child = Some(child);
         wait_for_redis(&self.url()).await;
     }
-
 }
 
 impl Drop for ThrowawayRedis {

@@ -24,7 +24,7 @@ fn logs() -> Arc<Mutex<Vec<u8>>> {
         let sink = buffer.clone();
         tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(tracing::Level::INFO)
             .with_writer(move || Sink(sink.clone()))
             .init();
         buffer
@@ -51,7 +51,8 @@ impl Write for Sink {
 /// Log lines containing every one of `parts`.
 fn lines_with(parts: &[&str]) -> Vec<String> {
     let logs = logs();
-    let text = String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let text =
+        String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     text.lines()
         .filter(|line| parts.iter().all(|p| line.contains(p)))
         .map(str::to_owned)
@@ -132,6 +133,15 @@ async fn the_processor_rides_out_a_postgres_crash_and_terminated_connections() {
     );
     running.stop().await;
 
+    assert!(
+        !lines_with(&[
+            "connected to PostgreSQL",
+            "postgres://postgres:***@127.0.0.1:"
+        ])
+        .is_empty(),
+        "the connection is logged, its password redacted"
+    );
+    assert!(lines_with(&[ThrowawayPostgres::PASSWORD]).is_empty());
     let fetch_errors = lines_with(&["fetching jobs failed", "postgres"]).len();
     assert!(fetch_errors > 0, "the outage is logged");
     // Backoff: a handful of tries while it was down, not a busy loop.
@@ -204,5 +214,81 @@ async fn the_processor_rides_out_a_redis_restart() {
         "redis: down {down_for:.1?}: enqueue failed after {failed_after:.1?}, {fetch_errors} \
          failed fetches logged, all {} jobs ran, {duplicates} twice",
         JOBS + 1
+    );
+}
+
+#[tokio::test]
+async fn a_failed_connection_names_the_url_without_its_password() {
+    let url = jobs_tests::redis_url().replacen("redis://", "redis://:wrong-secret@", 1);
+    let err = Jobs::builder()
+        .redis(&url)
+        .queues(["t_outage_redis"])
+        .connect()
+        .await
+        .expect_err("a wrong password is refused");
+    let text = err.to_string();
+    assert!(text.contains("redis://:***@"), "{text}");
+    assert!(!text.contains("wrong-secret"), "{text}");
+    let builder = Jobs::builder().postgres("postgres://app:pg-secret@db:5432/app");
+    let debug = format!("{builder:?}");
+    assert!(debug.contains("postgres://app:***@db:5432/app"), "{debug}");
+    assert!(!debug.contains("pg-secret"), "{debug}");
+}
+
+#[worker(enqueuer = Sidekiq, queue = "t_quiet_args", max_retries = 0)]
+async fn quiet_args(p: Probe) -> anyhow::Result<()> {
+    anyhow::bail!("job {} failed", p.n)
+}
+
+#[worker(enqueuer = Sidekiq, queue = "t_loud_args", max_retries = 0)]
+async fn loud_args(p: Probe) -> anyhow::Result<()> {
+    anyhow::bail!("job {} failed", p.n)
+}
+
+#[tokio::test]
+async fn job_args_stay_out_of_logs_unless_opted_in() {
+    logs();
+    let store = jobs_tests::Store::of(jobs::BackendKind::Sidekiq).await;
+    store.purge("t_quiet_args").await;
+    store.purge("t_loud_args").await;
+    let connect = |queue: &'static str, log_args: bool| {
+        Jobs::builder()
+            .redis(jobs_tests::redis_url())
+            .queues([queue])
+            .log_args(log_args)
+            .connect()
+    };
+    let quiet = connect("t_quiet_args", false).await.unwrap();
+    let loud = connect("t_loud_args", true).await.unwrap();
+    quiet
+        .enqueue::<QuietArgs>(Probe::new("quiet-secret-value", 1))
+        .await
+        .unwrap();
+    // Args of the wrong type: serde's message would quote them.
+    store
+        .send_job(
+            "t_quiet_args",
+            "QuietArgs",
+            serde_json::json!({"key": "x", "n": "quiet-secret-string"}),
+        )
+        .await;
+    loud.enqueue::<LoudArgs>(Probe::new("loud-visible-value", 2))
+        .await
+        .unwrap();
+    let running = [Running::start(&quiet), Running::start(&loud)];
+    assert!(
+        eventually(WAIT, || async {
+            store.pending("t_quiet_args").await == 0 && store.pending("t_loud_args").await == 0
+        })
+        .await
+    );
+    for r in running {
+        r.stop().await;
+    }
+    assert!(!lines_with(&["QuietArgs", "dead-lettering"]).is_empty());
+    assert!(lines_with(&["quiet-secret"]).is_empty(), "args were logged");
+    assert!(
+        !lines_with(&["LoudArgs", "loud-visible-value"]).is_empty(),
+        "opted-in args are logged"
     );
 }

@@ -189,6 +189,8 @@ impl SidekiqBackend {
                 // bb8 PINGs each connection on checkout: a round trip per call, but the only way
                 // a connection broken by a Redis restart leaves the pool (the manager cannot tell).
                 .connection_timeout(crate::client::ACQUIRE_TIMEOUT)
+                // A refused connection is reported at once, not retried until the timeout.
+                .retry_connection(false)
                 .build(manager)
                 .await
                 .map_err(Error::Redis)

@@ -349,7 +349,7 @@ async fn poison_jobs_and_args_are_dead_lettered_at_once() {
         .count();
     let oversized = reasons
         .iter()
-        .filter(|e| e.contains("bytes is over the limit of 1048576 bytes"))
+        .filter(|e| e.contains("bytes is over twice the limit of 1048576 bytes"))
         .count();
     assert_eq!((malformed, oversized), (poison - 1, 1), "{reasons:?}");
     // A reason names what is wrong without quoting a huge body.
