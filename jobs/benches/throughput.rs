@@ -1,7 +1,10 @@
 //! Throughput of the engine against the raw backend ceiling, measured in the same run.
 //!
 //! `cargo bench -p jobs --bench throughput -- [--backend pg|sidekiq|sqlite|all] [--jobs N]
-//!  [--workers W[,W…]] [--json PATH]`
+//!  [--workers W[,W…]] [--backlog N] [--json PATH]`
+//!
+//! With `--backlog N` it only drains a backlog of N queued no-op jobs per worker count and
+//! reports jobs/s and the peak resident memory of this process (the processor) while draining.
 //!
 //! For each worker count (1, 8, 64 and 256 unless `--workers` is given) it enqueues N no-op jobs,
 //! times a processor with that many worker slots until all are acked, then times a bare loop
@@ -53,6 +56,7 @@ struct Options {
     backends: Vec<BackendKind>,
     jobs: u64,
     workers: Vec<usize>,
+    backlog: Option<u64>,
     json: Option<String>,
 }
 
@@ -61,6 +65,7 @@ fn options() -> anyhow::Result<Options> {
         backends: vec![BackendKind::Pg, BackendKind::Sidekiq, BackendKind::Sqlite],
         jobs: 20_000,
         workers: vec![1, 8, 64, 256],
+        backlog: None,
         json: None,
     };
     let mut args = std::env::args().skip(1);
@@ -86,6 +91,7 @@ fn options() -> anyhow::Result<Options> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?
             }
+            "--backlog" => options.backlog = Some(value()?.parse()?),
             "--json" => options.json = Some(value()?),
             // cargo bench passes --bench; other harness flags do not apply here.
             other if other.starts_with("--") => {}
@@ -106,6 +112,25 @@ struct Row {
     /// `None` where no raw ceiling is measured (SQLite).
     baseline_jobs_per_sec: Option<f64>,
     ratio: Option<f64>,
+    /// Peak resident memory while draining, in MiB (backlog rows).
+    peak_rss_mib: Option<f64>,
+}
+
+/// Peak resident memory of this process so far (`VmHWM`), in MiB.
+fn peak_rss_mib() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status"))?;
+    Ok(kib / 1024.0)
+}
+
+/// Starts a new peak: `VmHWM` restarts from the current resident size.
+fn reset_peak_rss() -> anyhow::Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5")?;
+    Ok(())
 }
 
 fn rate(n: u64, elapsed: Duration) -> f64 {
@@ -209,22 +234,25 @@ impl Target {
         })
     }
 
-    /// Stores `jobs` no-op jobs the raw way, in batches.
+    /// Stores `jobs` no-op jobs the raw way, in batches made as they are sent.
     async fn fill(&self, jobs: u64) -> anyhow::Result<()> {
-        let all = noops(0..jobs, self.kind());
+        let kind = self.kind();
+        let chunks = (0..jobs)
+            .step_by(SEND_CHUNK)
+            .map(move |start| noops(start..jobs.min(start + SEND_CHUNK as u64), kind));
         match self {
             Target::Pg(pool) => {
                 let pgmq = pgmq::PGMQueueExt::new_with_pool(pool.clone()).await;
-                for chunk in all.chunks(SEND_CHUNK) {
-                    pgmq.send_batch(PG_QUEUE, chunk).await?;
+                for chunk in chunks {
+                    pgmq.send_batch(PG_QUEUE, &chunk).await?;
                 }
             }
             Target::Sqlite(pool) => {
-                for chunk in all.chunks(SEND_CHUNK) {
+                for chunk in chunks {
                     let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                         "INSERT INTO jobs_queue (queue, payload, run_at, enqueued_at) ",
                     );
-                    query.push_values(chunk, |mut row, body| {
+                    query.push_values(&chunk, |mut row, body| {
                         row.push_bind(SQLITE_QUEUE)
                             .push_bind(body.to_string())
                             .push_bind(0)
@@ -235,7 +263,7 @@ impl Target {
             }
             Target::Redis(client) => {
                 let mut conn = Self::redis(client).await?;
-                for chunk in all.chunks(SEND_CHUNK) {
+                for chunk in chunks {
                     let bodies: Vec<String> = chunk.iter().map(ToString::to_string).collect();
                     let _: () = redis::cmd("LPUSH")
                         .arg(format!("queue:{REDIS_QUEUE}"))
@@ -315,6 +343,7 @@ async fn engine(
     target.purge().await?;
     DONE.store(0, Ordering::SeqCst);
     target.fill(jobs).await?;
+    reset_peak_rss()?;
     let processor = match target {
         Target::Pg(_) => jobs::PgProcessor::builder(client).register::<BenchNoop>(),
         Target::Redis(_) => jobs::SidekiqProcessor::builder(client).register::<BenchNoopRedis>(),
@@ -419,6 +448,7 @@ async fn enqueue_rows(client: &Jobs, target: &Target, jobs: u64) -> anyhow::Resu
         baseline,
         baseline_jobs_per_sec: Some(raw),
         ratio: Some(ours / raw),
+        peak_rss_mib: None,
     };
     Ok(vec![
         row("enqueue_single", single, ours_single, raw_one, raw_single),
@@ -473,10 +503,38 @@ async fn main() -> anyhow::Result<()> {
     let client = builder.queues(queues).connect().await?;
 
     println!(
-        "{:<8} {:<20} {:>7} {:>8} {:>12} {:>12} {:>7}",
-        "backend", "measurement", "workers", "jobs", "jobs/s", "raw jobs/s", "ratio"
+        "{:<8} {:<20} {:>7} {:>8} {:>12} {:>12} {:>7} {:>12}",
+        "backend",
+        "measurement",
+        "workers",
+        "jobs",
+        "jobs/s",
+        "raw jobs/s",
+        "ratio",
+        "peak RSS MiB"
     );
     let mut rows = Vec::new();
+    if let Some(backlog) = options.backlog {
+        for target in &targets {
+            for &workers in &options.workers {
+                let elapsed = engine(&client, target, backlog, workers).await?;
+                let row = Row {
+                    backend: target.name(),
+                    measurement: "drain_backlog",
+                    workers,
+                    jobs: backlog,
+                    jobs_per_sec: rate(backlog, elapsed),
+                    baseline: "none",
+                    baseline_jobs_per_sec: None,
+                    ratio: None,
+                    peak_rss_mib: Some(peak_rss_mib()?),
+                };
+                print_row(&row);
+                rows.push(row);
+            }
+        }
+        return finish(rows, options.json);
+    }
     for target in &targets {
         for &workers in &options.workers {
             let ours = rate(
@@ -500,6 +558,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 baseline_jobs_per_sec: raw,
                 ratio: raw.map(|raw| ours / raw),
+                peak_rss_mib: None,
             };
             print_row(&row);
             rows.push(row);
@@ -509,7 +568,11 @@ async fn main() -> anyhow::Result<()> {
             rows.push(row);
         }
     }
-    if let Some(path) = options.json {
+    finish(rows, options.json)
+}
+
+fn finish(rows: Vec<Row>, json: Option<String>) -> anyhow::Result<()> {
+    if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
         println!("wrote {path}");
     }
@@ -521,13 +584,14 @@ fn print_row(row: &Row) {
         value.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
     };
     println!(
-        "{:<8} {:<20} {:>7} {:>8} {:>12.0} {:>12} {:>7}",
+        "{:<8} {:<20} {:>7} {:>8} {:>12.0} {:>12} {:>7} {:>12}",
         row.backend,
         row.measurement,
         row.workers,
         row.jobs,
         row.jobs_per_sec,
         or_dash(row.baseline_jobs_per_sec, 0),
-        or_dash(row.ratio, 2)
+        or_dash(row.ratio, 2),
+        or_dash(row.peak_rss_mib, 1)
     );
 }
