@@ -275,6 +275,8 @@ pub(crate) fn payload<W: Worker>(
 /// # use jobs::redact_url;
 /// assert_eq!(redact_url("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
 /// assert_eq!(redact_url("redis://:s3cret@cache:6379"), "redis://:***@cache:6379");
+/// assert_eq!(redact_url("postgres://db/app?sslpassword=s3cret&sslmode=require"),
+///            "postgres://db/app?sslpassword=***&sslmode=require");
 /// assert_eq!(redact_url("sqlite://jobs.db"), "sqlite://jobs.db");
 /// ```
 pub fn redact_url(url: &str) -> String {
@@ -283,6 +285,24 @@ pub fn redact_url(url: &str) -> String {
             if parsed.password().is_some() {
                 // Fails only for URLs that cannot have a password, which this one has.
                 let _ = parsed.set_password(Some("***"));
+            }
+            // Passwords given as options, e.g. `?password=…` or `?sslpassword=…`.
+            if parsed
+                .query_pairs()
+                .any(|(key, _)| key.contains("password"))
+            {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let value = if key.contains("password") {
+                            "***".to_owned()
+                        } else {
+                            value.into_owned()
+                        };
+                        (key.into_owned(), value)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
             }
             parsed.to_string()
         }
@@ -410,8 +430,8 @@ impl JobsBuilder {
 
     /// The largest job, in bytes of stored JSON, that may be enqueued or run (default 1 MiB).
     /// Enqueuing a bigger one fails with [`Error::PayloadTooLarge`]; one found in storage at
-    /// over twice the limit (written by other means) is dead-lettered unread. Keep args
-    /// small: ids, not documents.
+    /// over twice the limit (written by other means) is dead-lettered without running. Keep
+    /// args small: ids, not documents.
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.settings.max_payload = bytes;
         self

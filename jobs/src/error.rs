@@ -98,7 +98,10 @@ pub enum Error {
     /// An error from Redis.
     #[error("redis: {0}")]
     Redis(#[from] sidekiq::redis_rs::RedisError),
-    /// No Redis connection could be had from the pool.
+    /// The Redis server lacks commands the backend needs.
+    #[error("Redis {0} is too old: 6.2 or newer is needed (RPOP with a count, LMOVE, BLMOVE)")]
+    RedisTooOld(String),
+    /// No Redis connection could be had from the pool in time.
     #[error("redis pool: {0}")]
     RedisPool(String),
 }

@@ -48,6 +48,9 @@ pub(crate) struct Settings {
 pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// The longest failure text kept with a job; longer ones are cut.
 const MAX_ERROR_LEN: usize = 4096;
+/// Room for what storage adds to a job beyond its enqueued JSON: the last error (escaped) and
+/// the backend's own fields.
+const STORED_SLACK: usize = 64 * 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -494,8 +497,13 @@ pub(crate) async fn run_job_once(
         }
     };
     // The stored form may be wider than the JSON checked at enqueue (`jsonb` prints spaces,
-    // Sidekiq adds fields): only a job past twice the limit was not enqueued through us.
-    if job.size > settings.max_payload.saturating_mul(2) {
+    // Sidekiq adds fields, a retry adds its error): only a job far past the limit was not
+    // enqueued through us.
+    let stored_limit = settings
+        .max_payload
+        .saturating_mul(2)
+        .saturating_add(STORED_SLACK);
+    if job.size > stored_limit {
         return malformed(format!(
             "job of {} bytes is over twice the limit of {} bytes (JobsBuilder::max_payload)",
             job.size, settings.max_payload

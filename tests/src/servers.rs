@@ -35,7 +35,9 @@ impl ThrowawayPostgres {
     pub fn start() -> Self {
         let bin = postgres_bin();
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("jobs-pg-{}-{port}", std::process::id()));
+        // Under /tmp, not $TMPDIR: the `postgres` user must be able to write there, and the
+        // socket path must stay short.
+        let dir = PathBuf::from(format!("/tmp/jobs-pg-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let server = Self { bin, dir, port };
         run(server
@@ -47,6 +49,7 @@ impl ThrowawayPostgres {
                 "--no-sync",
                 "-E",
                 "UTF8",
+                "--locale=C",
                 "-D",
             ])
             .arg(&server.dir));
@@ -156,7 +159,7 @@ impl ThrowawayRedis {
     /// Starts a server and waits until it answers.
     pub async fn start() -> Self {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("jobs-redis-{}-{port}", std::process::id()));
+        let dir = PathBuf::from(format!("/tmp/jobs-redis-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the Redis directory");
         let mut server = Self {

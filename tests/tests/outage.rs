@@ -108,7 +108,11 @@ async fn the_processor_rides_out_a_postgres_crash_and_terminated_connections() {
         "resumed after its connections were terminated"
     );
 
-    // The server crashes; enqueues fail fast; the processor waits it out.
+    // The server crashes while jobs still wait; enqueues fail fast; the processor waits it out.
+    assert!(
+        distinct(KEY) < JOBS as usize,
+        "jobs still waiting at the crash"
+    );
     tokio::task::block_in_place(|| server.down());
     let started = Instant::now();
     let err = jobs
@@ -181,7 +185,10 @@ async fn the_processor_rides_out_a_redis_restart() {
         .unwrap();
     let running = Running::start(&jobs);
     assert!(eventually(WAIT, || async { distinct(KEY) >= 100 }).await);
-
+    assert!(
+        distinct(KEY) < JOBS as usize,
+        "jobs still waiting at the restart"
+    );
     server.down();
     let started = Instant::now();
     let err = jobs

@@ -159,8 +159,13 @@ pub(crate) struct SidekiqBackend {
 /// Members of a sorted set with their scores.
 type Scored = Vec<(String, f64)>;
 
-fn pool_error(err: impl std::fmt::Display) -> Error {
-    Error::RedisPool(err.to_string())
+/// A failed checkout: Redis's own error when connecting failed (a wrong password stays a
+/// wrong password), else the pool's timeout.
+fn pool_error(err: bb8::RunError<sidekiq::redis_rs::RedisError>) -> Error {
+    match err {
+        bb8::RunError::User(err) => Error::Redis(err),
+        bb8::RunError::TimedOut => Error::RedisPool("timed out waiting for a connection".into()),
+    }
 }
 
 fn now_secs() -> f64 {
@@ -263,9 +268,7 @@ fn check_version(info: &str) -> Result<(), Error> {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found < MIN_REDIS {
-        return Err(Error::RedisPool(format!(
-            "Redis {version} is too old: 6.2 or newer is needed (RPOP with a count, LMOVE, BLMOVE)"
-        )));
+        return Err(Error::RedisTooOld(version.to_owned()));
     }
     Ok(())
 }

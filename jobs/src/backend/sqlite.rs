@@ -49,8 +49,7 @@ const CROSS_PROCESS_POLL: Duration = Duration::from_millis(500);
 /// Rows per multi-row insert (SQLite allows 32,766 bound values per statement).
 const INSERT_CHUNK: usize = 1000;
 
-/// A claimed row: id, queue, payload, deliveries, enqueued at (ms).
-/// A claimed row; the payload is read as bytes, so a body that is not valid UTF-8 (SQLite
+/// A claimed row: id, queue, payload, deliveries, enqueued at (ms). The payload is read as bytes, so a body that is not valid UTF-8 (SQLite
 /// stores whatever it is given) is a job to dead-letter rather than an error for the batch.
 type ClaimedRow = (i64, String, Option<Vec<u8>>, i64, i64);
 
