@@ -186,7 +186,7 @@ impl ThrowawayRedis {
 
     /// Starts the stopped server again on the same port and data, and waits until it answers.
     pub async fn up(&mut self) {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--save",
@@ -202,8 +202,14 @@ impl ThrowawayRedis {
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        self.child = Some(child);
         wait_for_redis(&self.url()).await;
+        // Answered by ours, not by a server that took the port first (ours would have exited).
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "redis-server could not start on port {}",
+            self.port
+        );
+        self.child = Some(child);
     }
 }
 

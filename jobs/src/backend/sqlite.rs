@@ -44,6 +44,17 @@ CREATE TABLE IF NOT EXISTS jobs_dead_letters (
 CREATE INDEX IF NOT EXISTS jobs_dead_letters_queue ON jobs_dead_letters (queue, id);
 ";
 
+/// How long a statement waits for another connection's lock on the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether SQLite said the file is locked (`SQLITE_BUSY` or one of its extended codes).
+fn is_busy(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
+}
+
 /// Other processes sharing the file cannot notify this one: idle processors look this often.
 const CROSS_PROCESS_POLL: Duration = Duration::from_millis(500);
 /// Rows per multi-row insert (SQLite allows 32,766 bound values per statement).
@@ -80,7 +91,22 @@ impl SqliteBackend {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
+        // Some lock waits skip SQLite's busy handler (switching to WAL, recovering the WAL of a
+        // process that was killed): opening is retried for as long as the busy timeout.
+        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::open(options.clone()).await {
+                Err(err) if is_busy(&err) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %err, "SQLite file busy while opening; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                result => return result.map_err(Error::from),
+            }
+        }
+    }
+
+    async fn open(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

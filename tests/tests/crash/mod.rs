@@ -61,7 +61,12 @@ fn spawn(queue: &str, concurrency: usize) -> Child {
         .expect("spawn a child processor")
 }
 
+/// Kills a child processor, which must still be running: one that died on its own (say, it
+/// could not connect) would make the test prove nothing.
 async fn kill(mut child: Child) {
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("the child processor exited on its own ({status}); see its output above");
+    }
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("reap the child");
 }
@@ -75,17 +80,27 @@ async fn runs(redis: &redis::aio::MultiplexedConnection, queue: &str) -> HashMap
         .expect("HGETALL")
 }
 
-/// Waits until every one of `jobs` jobs has run and none is left; returns the duplicate runs.
+/// Waits until `processor` has run every one of `jobs` jobs and none is left; returns the
+/// duplicate runs.
 async fn finished(
     store: &Store,
     redis: &redis::aio::MultiplexedConnection,
     queue: &str,
     jobs: u64,
+    processor: &mut Child,
 ) -> u64 {
-    let done = eventually(FINISH, || async {
-        runs(redis, queue).await.len() as u64 == jobs && store.pending(queue).await == 0
+    let done = eventually(FINISH, || {
+        let exited = matches!(processor.try_wait(), Ok(Some(_)));
+        async move {
+            exited
+                || (runs(redis, queue).await.len() as u64 == jobs
+                    && store.pending(queue).await == 0)
+        }
     })
     .await;
+    if let Ok(Some(status)) = processor.try_wait() {
+        panic!("the child processor exited on its own ({status}); see its output above");
+    }
     let runs = runs(redis, queue).await;
     assert!(
         done,
@@ -107,8 +122,8 @@ async fn a_processor_killed_mid_batch_loses_nothing_after_a_restart() {
     kill(doomed).await;
     let at_kill = runs(&redis, queue).await.len();
     assert!((at_kill as u64) < JOBS, "killed mid-batch");
-    let restarted = spawn(queue, 16);
-    let duplicates = finished(&store, &redis, queue, JOBS).await;
+    let mut restarted = spawn(queue, 16);
+    let duplicates = finished(&store, &redis, queue, JOBS, &mut restarted).await;
     kill(restarted).await;
     eprintln!(
         "{KIND}: killed after {at_kill} of {JOBS} jobs, restarted: all ran; {duplicates} ran twice"
@@ -121,12 +136,12 @@ async fn a_processor_killed_beside_a_running_one_loses_nothing() {
     let queue = Alongside::CONFIG.queue;
     let (store, redis) = prepare::<Alongside>(JOBS).await;
     let doomed = spawn(queue, 16);
-    let survivor = spawn(queue, 16);
+    let mut survivor = spawn(queue, 16);
     assert!(eventually(WAIT, || async { runs(&redis, queue).await.len() >= 300 }).await);
     kill(doomed).await;
     let at_kill = runs(&redis, queue).await.len();
     assert!((at_kill as u64) < JOBS, "killed mid-batch");
-    let duplicates = finished(&store, &redis, queue, JOBS).await;
+    let duplicates = finished(&store, &redis, queue, JOBS, &mut survivor).await;
     kill(survivor).await;
     eprintln!("{KIND}: one of two processors killed after {at_kill} of {JOBS} jobs: all ran; {duplicates} ran twice");
 }
@@ -154,7 +169,7 @@ async fn a_processor_killed_again_and_again_loses_nothing() {
         );
         child = spawn(queue, 4);
     }
-    let duplicates = finished(&store, &redis, queue, JOBS).await;
+    let duplicates = finished(&store, &redis, queue, JOBS, &mut child).await;
     kill(child).await;
     eprintln!(
         "{KIND}: {KILLS} kills while {JOBS} jobs drained in {:.1?}: all ran; {duplicates} ran twice",
