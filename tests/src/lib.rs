@@ -70,6 +70,21 @@ pub fn runs(key: &str) -> Vec<Run> {
         .unwrap_or_default()
 }
 
+/// Prints a figure a test measured, past the test harness's output capture (which takes only
+/// `print!`/`eprint!`), so it shows in every run of the test command. Use [`report!`].
+pub fn report_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// `eprintln!` that shows in every run of the test command, not only failing ones.
+#[macro_export]
+macro_rules! report {
+    ($($arg:tt)*) => {
+        $crate::report_line(format_args!($($arg)*))
+    };
+}
+
 /// Polls `check` until it holds or `limit` passes; returns whether it held.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where

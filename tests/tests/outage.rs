@@ -151,7 +151,7 @@ async fn the_processor_rides_out_a_postgres_crash_and_terminated_connections() {
     // Backoff: a handful of tries while it was down, not a busy loop.
     assert!(fetch_errors < 40, "{fetch_errors} failed fetches logged");
     let duplicates = runs(KEY).len() - distinct(KEY);
-    eprintln!(
+    jobs_tests::report!(
         "postgres: {cut} connections terminated, then down {down_for:.1?}: enqueue failed after \
          {failed_after:.1?}, {fetch_errors} failed fetches logged, all {} jobs ran, {duplicates} twice",
         JOBS + 1
@@ -217,7 +217,7 @@ async fn the_processor_rides_out_a_redis_restart() {
     assert!(fetch_errors > 0, "the outage is logged");
     assert!(fetch_errors < 40, "{fetch_errors} failed fetches logged");
     let duplicates = runs(KEY).len() - distinct(KEY);
-    eprintln!(
+    jobs_tests::report!(
         "redis: down {down_for:.1?}: enqueue failed after {failed_after:.1?}, {fetch_errors} \
          failed fetches logged, all {} jobs ran, {duplicates} twice",
         JOBS + 1

@@ -125,7 +125,7 @@ async fn a_processor_killed_mid_batch_loses_nothing_after_a_restart() {
     let mut restarted = spawn(queue, 16);
     let duplicates = finished(&store, &redis, queue, JOBS, &mut restarted).await;
     kill(restarted).await;
-    eprintln!(
+    jobs_tests::report!(
         "{KIND}: killed after {at_kill} of {JOBS} jobs, restarted: all ran; {duplicates} ran twice"
     );
 }
@@ -143,7 +143,7 @@ async fn a_processor_killed_beside_a_running_one_loses_nothing() {
     assert!((at_kill as u64) < JOBS, "killed mid-batch");
     let duplicates = finished(&store, &redis, queue, JOBS, &mut survivor).await;
     kill(survivor).await;
-    eprintln!("{KIND}: one of two processors killed after {at_kill} of {JOBS} jobs: all ran; {duplicates} ran twice");
+    jobs_tests::report!("{KIND}: one of two processors killed after {at_kill} of {JOBS} jobs: all ran; {duplicates} ran twice");
 }
 
 #[tokio::test]
@@ -171,7 +171,7 @@ async fn a_processor_killed_again_and_again_loses_nothing() {
     }
     let duplicates = finished(&store, &redis, queue, JOBS, &mut child).await;
     kill(child).await;
-    eprintln!(
+    jobs_tests::report!(
         "{KIND}: {KILLS} kills while {JOBS} jobs drained in {:.1?}: all ran; {duplicates} ran twice",
         started.elapsed()
     );
