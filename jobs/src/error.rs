@@ -128,14 +128,30 @@ impl Error {
             Error::Postgres(err) | Error::Pgmq(pgmq::PgmqError::DatabaseError(err)) => {
                 sql_unavailable(err)
             }
-            Error::Redis(err) => {
-                !matches!(err.retry_method(), sidekiq::redis_rs::RetryMethod::NoRetry)
-            }
+            Error::Redis(err) => redis_unavailable(err),
             Error::RedisPool(_) => true,
             Error::Connect { source, .. } => source.is_unavailable(),
             _ => false,
         }
     }
+}
+
+fn redis_unavailable(err: &sidekiq::redis_rs::RedisError) -> bool {
+    use sidekiq::redis_rs::{ErrorKind, ServerErrorKind};
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        // Loading its data after a restart, or a failover in progress.
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+            )
+        )
 }
 
 fn sql_unavailable(err: &sqlx::Error) -> bool {

@@ -207,9 +207,13 @@ async fn the_processor_rides_out_a_redis_restart() {
         .expect("enqueue once the server is back");
     assert!(
         eventually(WAIT, || async { distinct(KEY) == JOBS as usize + 1 }).await,
-        "{} of {} jobs ran after the restart",
+        "{} of {} jobs ran after the restart: {:#?}",
         distinct(KEY),
-        JOBS + 1
+        JOBS + 1,
+        lines_with(&["WARN"])
+            .into_iter()
+            .chain(lines_with(&["ERROR"]))
+            .collect::<Vec<_>>()
     );
     running.stop().await;
 
@@ -235,6 +239,12 @@ async fn a_failed_connection_names_the_url_without_its_password() {
         .expect_err("a wrong password is refused");
     let text = err.to_string();
     assert!(text.contains("redis://:***@"), "{text}");
+    // Redis's own answer, not a pool timeout.
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(
+        !err.is_unavailable(),
+        "a wrong password is no outage: {text}"
+    );
     assert!(!text.contains("wrong-secret"), "{text}");
     let builder = Jobs::builder().postgres("postgres://app:pg-secret@db:5432/app");
     let debug = format!("{builder:?}");

@@ -212,6 +212,63 @@ async fn our_retries_and_dead_jobs_show_in_ruby_retry_and_dead_sets() {
     );
 }
 
+// ---- lost replies ------------------------------------------------------------------------------
+
+#[worker(enqueuer = Sidekiq, queue = "t_orphan")]
+async fn orphan_probe(p: Probe) -> anyhow::Result<()> {
+    record(&p.key, p.n, 1);
+    Ok(())
+}
+
+/// A fetch whose reply is lost leaves its jobs in the working list of a processor that never
+/// received them, and that keeps heartbeating: it must put them back itself.
+#[tokio::test]
+async fn a_job_claimed_but_never_received_is_put_back() {
+    let store = fresh("t_orphan").await;
+    let Store::Redis(conn) = &store else {
+        unreachable!()
+    };
+    let mut conn = conn.clone();
+    let jobs = conformance::connect_with("t_orphan", |b| b.lease(Duration::from_secs(3))).await;
+    OrphanProbe::enqueue(Probe::new("orphan", 1)).await.unwrap();
+    let running = Running::start(&jobs);
+    assert!(eventually(WAIT, || async { runs("orphan").len() == 1 }).await);
+    // The processor's working list of this queue, registered when it fetched.
+    let lists: Vec<String> = redis::cmd("KEYS")
+        .arg("jobs:worklists:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut working = None;
+    for list in lists {
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&list)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        working = working.or(members.into_iter().find(|m| m.ends_with(":t_orphan")));
+    }
+    let working = working.expect("the processor's working list");
+    // As if a fetch had moved this job there and its reply had been lost.
+    let job = serde_json::json!({
+        "class": "OrphanProbe", "args": [{"key": "orphan", "n": 2}], "queue": "t_orphan",
+        "jid": "0123456789abcdef01234567", "created_at": 1.7e9, "enqueued_at": 1.7e9,
+    });
+    let _: () = redis::cmd("LPUSH")
+        .arg(&working)
+        .arg(job.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        eventually(WAIT, || async { runs("orphan").len() == 2 }).await,
+        "the orphaned job ran"
+    );
+    assert!(eventually(WAIT, || async { store.pending("t_orphan").await == 0 }).await);
+    running.stop().await;
+    assert_eq!(runs("orphan").iter().filter(|r| r.n == 2).count(), 1);
+}
+
 // ---- scheduling ---------------------------------------------------------------------------------
 
 #[worker(enqueuer = Sidekiq, queue = "t_scheduled")]

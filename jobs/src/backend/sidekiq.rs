@@ -10,11 +10,13 @@
 
 use super::{Backend, Fetched, Lease, Outcome, Wait};
 use crate::{DeadLetter, Envelope, Error, JobId};
+use bb8::ManageConnection;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 use sidekiq::redis_rs::{self, AsyncCommands, Script};
 use sidekiq::{RedisConnectionManager, RedisPool};
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -133,6 +135,20 @@ return moved
     )
 });
 
+/// ARGV: a working list, its queue's list, a job as stored, how many of it to put back; returns
+/// how many were put back (to the end fetched next).
+static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local removed = redis.call('LREM', ARGV[1], tonumber(ARGV[4]), ARGV[3])
+for _ = 1, removed do
+  redis.call('RPUSH', ARGV[2], ARGV[3])
+end
+return removed
+",
+    )
+});
+
 /// ARGV: the dead job as stored, its queue, the job to enqueue; 1 if it was still dead.
 static REVIVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -154,7 +170,13 @@ pub(crate) struct SidekiqBackend {
     enqueue: RedisPool,
     fetch: RedisPool,
     identity: String,
+    /// Jobs seen in this process's working lists without being run here, at the last check:
+    /// (queue, job as stored) → how many.
+    suspects: Mutex<Held>,
 }
+
+/// Jobs by (queue, job as stored), counted.
+type Held = HashMap<(String, Vec<u8>), usize>;
 
 /// Members of a sorted set with their scores.
 type Scored = Vec<(String, f64)>;
@@ -187,6 +209,14 @@ fn working_list(identity: &str, queue: &str) -> String {
 
 impl SidekiqBackend {
     pub(crate) async fn connect(url: &str) -> Result<Self, Error> {
+        // One connection of our own first: a wrong address or password is reported as itself
+        // (a pool would only time out), and a Redis too old is refused before any use.
+        let mut first = RedisConnectionManager::new(url)?.connect().await?;
+        let info: String = redis_rs::cmd("INFO")
+            .arg("server")
+            .query_async(first.unnamespaced_borrow_mut())
+            .await?;
+        check_version(&info)?;
         let build = |size| async move {
             let manager = RedisConnectionManager::new(url)?;
             bb8::Pool::builder()
@@ -194,30 +224,85 @@ impl SidekiqBackend {
                 // bb8 PINGs each connection on checkout: a round trip per call, but the only way
                 // a connection broken by a Redis restart leaves the pool (the manager cannot tell).
                 .connection_timeout(crate::client::ACQUIRE_TIMEOUT)
-                // A refused connection is reported at once, not retried until the timeout.
-                .retry_connection(false)
                 .build(manager)
                 .await
                 .map_err(Error::Redis)
         };
         let enqueue = build(ENQUEUE_CONNECTIONS).await?;
         let fetch = build(FETCH_CONNECTIONS).await?;
-        // Fail at connect, not at the first enqueue, when Redis is not there or too old.
-        {
-            let mut conn = enqueue.get().await.map_err(pool_error)?;
-            let info: String = redis_rs::cmd("INFO")
-                .arg("server")
-                .query_async(conn.unnamespaced_borrow_mut())
-                .await?;
-            check_version(&info)?;
-        }
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned());
         let identity = format!("{host}:{}:{}", std::process::id(), new_jid());
         Ok(Self {
             enqueue,
             fetch,
             identity,
+            suspects: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Puts back jobs held in this process's working lists that it is not running. A fetch
+    /// whose reply was lost (the connection dropped after Redis ran it) leaves such jobs there,
+    /// and this process's heartbeat would keep them from recovery for as long as it lives. A
+    /// job must be seen so at two checks a third of a lease apart, so that one just fetched, or
+    /// finished with its outcome on the way, is left alone.
+    async fn put_back_orphans(
+        &self,
+        conn: &mut redis_rs::aio::MultiplexedConnection,
+        running: &[Lease],
+    ) -> Result<(), Error> {
+        let prefix = working_list(&self.identity, "");
+        let lists: Vec<String> = conn
+            .smembers(format!("jobs:worklists:{}", self.identity))
+            .await?;
+        let mut busy: Held = HashMap::new();
+        for lease in running {
+            if let Some(raw) = &lease.raw {
+                *busy
+                    .entry((lease.queue.to_string(), raw.to_vec()))
+                    .or_default() += 1;
+            }
+        }
+        let mut idle: Held = HashMap::new();
+        for list in &lists {
+            let Some(queue) = list.strip_prefix(&prefix) else {
+                continue;
+            };
+            let held: Vec<Vec<u8>> = conn.lrange(list, 0, -1).await?;
+            for raw in held {
+                *idle.entry((queue.to_owned(), raw)).or_default() += 1;
+            }
+        }
+        idle.retain(|key, held| {
+            *held = held.saturating_sub(busy.get(key).copied().unwrap_or(0));
+            *held > 0
+        });
+        let confirmed: Vec<((String, Vec<u8>), usize)> = {
+            let mut suspects = self.suspects.lock().unwrap_or_else(PoisonError::into_inner);
+            let confirmed = idle
+                .iter()
+                .filter_map(|(key, held)| {
+                    suspects
+                        .get(key)
+                        .map(|before| (key.clone(), (*held).min(*before)))
+                })
+                .collect();
+            *suspects = idle;
+            confirmed
+        };
+        for ((queue, raw), count) in confirmed {
+            let moved: i64 = REQUEUE
+                .arg(working_list(&self.identity, &queue))
+                .arg(format!("queue:{queue}"))
+                .arg(raw)
+                .arg(count)
+                .invoke_async(conn)
+                .await?;
+            if moved > 0 {
+                tracing::warn!(queue = %queue, jobs = moved,
+                    "put back jobs this processor claimed but never received (a reply was lost)");
+            }
+        }
+        Ok(())
     }
 
     /// Reads one stored job into a [`Fetched`], in the engine's envelope shape.
@@ -552,7 +637,7 @@ impl Backend for SidekiqBackend {
 
     fn extend<'a>(
         &'a self,
-        _leases: &'a [Lease],
+        leases: &'a [Lease],
         lease: Duration,
     ) -> BoxFuture<'a, Result<(), Error>> {
         // A Redis lease is the process's heartbeat: one beat covers every running job.
@@ -563,7 +648,8 @@ impl Backend for SidekiqBackend {
                 .arg(lease.as_secs_f64())
                 .invoke_async(conn.unnamespaced_borrow_mut())
                 .await?;
-            Ok(())
+            self.put_back_orphans(conn.unnamespaced_borrow_mut(), leases)
+                .await
         })
     }
 
