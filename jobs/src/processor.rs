@@ -191,9 +191,38 @@ struct Shared {
     settings: Settings,
     /// Leases of the jobs running now, for the lease keeper and for release at shutdown.
     running: Mutex<HashMap<u64, Lease>>,
+    /// Leases of jobs whose outcome is on its way to the backend: still claimed by this
+    /// process, so the lease keeper keeps them too. Locked after `running` when both are.
+    unrecorded: Mutex<HashMap<u64, Lease>>,
     /// Held while recording outcomes and while extending leases, so that an extension read
     /// before a job finished cannot land after its outcome and undo a retry delay or a release.
     writes: tokio::sync::Mutex<()>,
+}
+
+/// An outcome on its way to the completer: the job's key in [`Shared::unrecorded`], its lease,
+/// and what became of it.
+type Pending = (u64, Lease, Outcome);
+
+impl Shared {
+    /// Marks a job's outcome as on its way (call while holding `running`).
+    fn unrecorded(&self, key: u64, lease: &Lease) {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, lease.clone());
+    }
+
+    /// Forgets jobs whose outcomes were recorded (call while holding `writes`, so the lease
+    /// keeper never extends a lease after its outcome landed).
+    fn recorded(&self, keys: &[u64]) {
+        let mut unrecorded = self
+            .unrecorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            unrecorded.remove(key);
+        }
+    }
 }
 
 impl Processor {
@@ -219,6 +248,7 @@ impl Processor {
                 state,
                 settings,
                 running: Mutex::new(HashMap::new()),
+                unrecorded: Mutex::new(HashMap::new()),
                 writes: tokio::sync::Mutex::new(()),
             }),
         })
@@ -276,15 +306,15 @@ impl Processor {
                 tracing::error!("a job ignores cancellation (it blocks its thread); its lease is released anyway");
             }
         }
-        let unfinished: Vec<Lease> = shared
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .map(|(_, lease)| lease)
-            .collect();
-        for lease in unfinished {
-            let _ = outcomes.send((lease, Outcome::Release));
+        {
+            let mut running = shared
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (key, lease) in running.drain() {
+                shared.unrecorded(key, &lease);
+                let _ = outcomes.send((key, lease, Outcome::Release));
+            }
         }
         drop(outcomes);
         let abort = completer.abort_handle();
@@ -308,7 +338,7 @@ async fn fetch_loop(
     shared: &Arc<Shared>,
     shutdown: &CancellationToken,
     wake: &Arc<Notify>,
-    outcomes: &mpsc::UnboundedSender<(Lease, Outcome)>,
+    outcomes: &mpsc::UnboundedSender<Pending>,
 ) -> JoinSet<()> {
     let slots = Arc::new(Semaphore::new(shared.settings.concurrency));
     let tasks = Arc::new(Mutex::new(JoinSet::new()));
@@ -334,7 +364,7 @@ struct Fetcher {
     slots: Arc<Semaphore>,
     tasks: Arc<Mutex<JoinSet<()>>>,
     next_key: Arc<AtomicU64>,
-    outcomes: mpsc::UnboundedSender<(Lease, Outcome)>,
+    outcomes: mpsc::UnboundedSender<Pending>,
 }
 
 impl Fetcher {
@@ -465,7 +495,7 @@ async fn run_job(
     job: Fetched,
     key: u64,
     permit: OwnedSemaphorePermit,
-    outcomes: mpsc::UnboundedSender<(Lease, Outcome)>,
+    outcomes: mpsc::UnboundedSender<Pending>,
 ) {
     let outcome = run_job_once(&shared.registry, &shared.state, &shared.settings, &job).await;
     // Removal and send happen together (no await between), so shutdown either sees the job as
@@ -475,7 +505,8 @@ async fn run_job(
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     running.remove(&key);
-    let _ = outcomes.send((job.lease, outcome));
+    shared.unrecorded(key, &job.lease);
+    let _ = outcomes.send((key, job.lease, outcome));
     drop(running);
     drop(permit);
 }
@@ -647,14 +678,19 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 /// Records outcomes in batches, retrying the backend until it takes them. A batch that keeps
 /// failing is recorded one outcome at a time, so one unrecordable outcome cannot block the rest
 /// (its job is not deleted: it runs again when its lease ends).
-async fn complete(shared: Arc<Shared>, mut outcomes: mpsc::UnboundedReceiver<(Lease, Outcome)>) {
-    let mut batch = Vec::with_capacity(COMPLETE_BATCH);
-    while outcomes.recv_many(&mut batch, COMPLETE_BATCH).await > 0 {
+async fn complete(shared: Arc<Shared>, mut outcomes: mpsc::UnboundedReceiver<Pending>) {
+    let mut received = Vec::with_capacity(COMPLETE_BATCH);
+    while outcomes.recv_many(&mut received, COMPLETE_BATCH).await > 0 {
+        let (keys, batch): (Vec<u64>, Vec<(Lease, Outcome)>) = received
+            .drain(..)
+            .map(|(key, lease, outcome)| (key, (lease, outcome)))
+            .unzip();
         let mut errors = 0;
         loop {
             // Held per try, not across the pause, so leases keep being extended meanwhile.
             let writing = shared.writes.lock().await;
             let Err(err) = shared.backend.complete(&batch).await else {
+                shared.recorded(&keys);
                 break;
             };
             drop(writing);
@@ -669,13 +705,14 @@ async fn complete(shared: Arc<Shared>, mut outcomes: mpsc::UnboundedReceiver<(Le
                             "cannot record this outcome; the job runs again when its lease ends");
                     }
                 }
+                // Recorded or given up: either way no longer this process's to keep.
+                shared.recorded(&keys);
                 break;
             }
             let pause = backoff(Duration::from_millis(100), errors).min(MAX_ERROR_PAUSE);
             tracing::warn!(error = %err, jobs = batch.len(), retry_in = ?pause, "recording outcomes failed");
             tokio::time::sleep(pause).await;
         }
-        batch.clear();
     }
 }
 
@@ -688,13 +725,21 @@ async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         let writing = shared.writes.lock().await;
-        let leases: Vec<Lease> = shared
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let leases: Vec<Lease> = {
+            let running = shared
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let unrecorded = shared
+                .unrecorded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            running
+                .values()
+                .chain(unrecorded.values())
+                .cloned()
+                .collect()
+        };
         // Called with no leases too: for Redis it is this process's heartbeat.
         if let Err(err) = shared.backend.extend(&leases, shared.settings.lease).await {
             tracing::warn!(error = %err, jobs = leases.len(), "extending leases failed");

@@ -170,8 +170,8 @@ pub(crate) struct SidekiqBackend {
     enqueue: RedisPool,
     fetch: RedisPool,
     identity: String,
-    /// Jobs seen in this process's working lists without being run here, at the last check:
-    /// (queue, job as stored) → how many.
+    /// Jobs seen in this process's working lists without being claimed here, at the last
+    /// check: (queue, job as stored) → how many.
     suspects: Mutex<Held>,
 }
 
@@ -240,55 +240,60 @@ impl SidekiqBackend {
         })
     }
 
-    /// Puts back jobs held in this process's working lists that it is not running. A fetch
-    /// whose reply was lost (the connection dropped after Redis ran it) leaves such jobs there,
-    /// and this process's heartbeat would keep them from recovery for as long as it lives. A
-    /// job must be seen so at two checks a third of a lease apart, so that one just fetched, or
-    /// finished with its outcome on the way, is left alone.
+    /// Puts back jobs held in this process's working lists that it is not running and has no
+    /// outcome on the way for (`claimed` holds both). A fetch whose reply was lost (the
+    /// connection dropped after Redis ran it) leaves such jobs there, and this process's
+    /// heartbeat would keep them from recovery for as long as it lives. A job must be seen so
+    /// at two checks in a row, so one fetched while the first check ran is left alone.
     async fn put_back_orphans(
         &self,
         conn: &mut redis_rs::aio::MultiplexedConnection,
-        running: &[Lease],
+        claimed: &[Lease],
     ) -> Result<(), Error> {
+        // Taken first: a check that fails leaves no stale suspects for the next one.
+        let suspects =
+            std::mem::take(&mut *self.suspects.lock().unwrap_or_else(PoisonError::into_inner));
         let prefix = working_list(&self.identity, "");
         let lists: Vec<String> = conn
             .smembers(format!("jobs:worklists:{}", self.identity))
             .await?;
-        let mut busy: Held = HashMap::new();
-        for lease in running {
+        if lists.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis_rs::pipe();
+        for list in &lists {
+            pipe.lrange(list, 0, -1);
+        }
+        let held: Vec<Vec<Vec<u8>>> = pipe.query_async(conn).await?;
+        let mut busy: HashMap<(&str, &[u8]), usize> = HashMap::new();
+        for lease in claimed {
             if let Some(raw) = &lease.raw {
-                *busy
-                    .entry((lease.queue.to_string(), raw.to_vec()))
-                    .or_default() += 1;
+                *busy.entry((&*lease.queue, &**raw)).or_default() += 1;
             }
         }
         let mut idle: Held = HashMap::new();
-        for list in &lists {
+        for (list, jobs) in lists.iter().zip(held) {
             let Some(queue) = list.strip_prefix(&prefix) else {
                 continue;
             };
-            let held: Vec<Vec<u8>> = conn.lrange(list, 0, -1).await?;
-            for raw in held {
+            for raw in jobs {
                 *idle.entry((queue.to_owned(), raw)).or_default() += 1;
             }
         }
-        idle.retain(|key, held| {
-            *held = held.saturating_sub(busy.get(key).copied().unwrap_or(0));
+        idle.retain(|(queue, raw), held| {
+            let running = busy.get(&(queue.as_str(), raw.as_slice())).copied();
+            *held = held.saturating_sub(running.unwrap_or(0));
             *held > 0
         });
-        let confirmed: Vec<((String, Vec<u8>), usize)> = {
-            let mut suspects = self.suspects.lock().unwrap_or_else(PoisonError::into_inner);
-            let confirmed = idle
-                .iter()
-                .filter_map(|(key, held)| {
-                    suspects
-                        .get(key)
-                        .map(|before| (key.clone(), (*held).min(*before)))
-                })
-                .collect();
-            *suspects = idle;
-            confirmed
-        };
+        let confirmed: Vec<((String, Vec<u8>), usize)> = idle
+            .iter()
+            .filter_map(|(key, held)| {
+                suspects
+                    .get(key)
+                    .map(|before| (key.clone(), (*held).min(*before)))
+            })
+            .collect();
+        *self.suspects.lock().unwrap_or_else(PoisonError::into_inner) = idle;
         for ((queue, raw), count) in confirmed {
             let moved: i64 = REQUEUE
                 .arg(working_list(&self.identity, &queue))
